@@ -1,0 +1,3 @@
+"""optlab: optimization experiments on feed-forward networks, on JAX and optax."""
+
+__version__ = "0.1.0"

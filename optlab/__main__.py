@@ -1,0 +1,3 @@
+from optlab.cli import main
+
+main()

@@ -1,0 +1,186 @@
+"""`optlab compare`, `optlab report` and `optlab reproduce`: looking at finished runs together."""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+from typing import Annotated, Optional, Sequence
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from optlab import compare as cmp
+from optlab.cli.app import app
+from optlab.errors import ConfigError, OptlabError, ResultsError
+
+# Data (csv/json/markdown) goes to stdout so it pipes cleanly; notes and progress go to stderr.
+err = Console(stderr=True, highlight=False)
+
+
+class Format(str, enum.Enum):
+    table = "table"
+    markdown = "markdown"
+    csv = "csv"
+    json = "json"
+
+
+class Target(str, enum.Enum):
+    lecture = "lecture"
+
+
+PathsArg = Annotated[list[Path], typer.Argument(
+    metavar="RESULTS", show_default=False,
+    help="Results folders or run folders; every run folder below them (any depth) is read.")]
+GroupOpt = Annotated[bool, typer.Option(
+    "--group-by-seed", help="One row per configuration: runs that differ only in seed become mean ± std, with n.")]
+
+
+def _select(paths: Sequence[Path], where: Sequence[str], group: bool,
+            sort: Optional[str] = None, descending: bool = False) -> tuple[list[cmp.Row], list[cmp.Skipped]]:
+    """Find, read, filter, group and sort runs; exit 1 with one line when nothing is left to show."""
+    if sort is not None:
+        cmp.sort_column(sort)  # a typo in --sort fails before any file is read
+    conditions = cmp.parse_where(where)
+    runs, skipped = cmp.load_runs(paths)
+    for s in skipped:
+        err.print(f"skipped {s.path}: {s.reason}", soft_wrap=True, markup=False)
+    if not runs:
+        err.print(f"no runs found in {', '.join(map(str, paths))}", soft_wrap=True, markup=False)
+        raise typer.Exit(1)
+    selected = cmp.filter_runs(runs, conditions)
+    if not selected:
+        err.print(f"no runs match {' '.join('--where ' + w for w in where)} (of {len(runs)} found)",
+                  soft_wrap=True, markup=False)
+        raise typer.Exit(1)
+    rows = cmp.make_rows(selected)
+    rows = cmp.group_by_seed(rows) if group else rows
+    return cmp.sort_rows(rows, sort, descending), skipped
+
+
+def _default_home(paths: Sequence[Path]) -> Path:
+    """Where outputs go by default: the first results path (a run folder's own folder if given a file)."""
+    first = Path(paths[0])
+    return first.parent if first.is_file() else first
+
+
+@app.command()
+def compare(
+    paths: PathsArg,
+    sort: Annotated[Optional[str], typer.Option(
+        "--sort", metavar="METRIC",
+        help="Sort by a column: test_error, best_test_error, final_loss, wall_time, time_to_target, lr, "
+             "seed, steps, optimizer, status, run, n. Missing values go last.")] = None,
+    descending: Annotated[bool, typer.Option("--desc", help="Sort largest first.")] = False,
+    where: Annotated[list[str], typer.Option(
+        "--where", metavar="KEY=VALUE",
+        help="Keep runs whose config KEY equals VALUE (e.g. optimizer=adam, lr=0.25, hidden=225,225, "
+             "status=completed). Repeat for more keys; the same key twice means either value.")] = [],
+    group: GroupOpt = False,
+    fmt: Annotated[Format, typer.Option(
+        "--format", help="table (fits the terminal), or markdown, csv, json on stdout for piping.")] = Format.table,
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", metavar="DIR", show_default=False,
+        help="Folder for the overlaid figures (default: RESULTS/compare).")] = None,
+    figures: Annotated[bool, typer.Option("--figures/--no-figures", help="Draw the overlaid figures.")] = True,
+) -> None:
+    """Show many runs side by side: one table, and overlaid loss, test-error and landscape figures.
+
+    Runs of different experiments share the table but never a figure.
+    """
+    rows, _ = _select(paths, where, group, sort, descending)
+    console = Console()
+    rendered = cmp.render(rows, fmt.value, width=console.width)
+    if isinstance(rendered, str):
+        typer.echo(rendered, nl=False)
+    else:
+        console.print(rendered)
+    if figures:
+        from optlab.report import compare_figures
+
+        folder = out if out is not None else _default_home(paths) / "compare"
+        try:
+            written = compare_figures(rows, folder)
+        except OSError as e:
+            raise ResultsError(f"cannot write figures to {folder} ({e.strerror or e}); "
+                               "pass --out DIR or --no-figures") from None
+        err.print(f"{len(written)} figures in {folder}", soft_wrap=True, markup=False)
+
+
+@app.command()
+def report(
+    paths: PathsArg,
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", metavar="FILE.html", show_default=False,
+        help="Where to write the page; the Markdown twin goes beside it as FILE.md (default: RESULTS/report.html).")
+    ] = None,
+    where: Annotated[list[str], typer.Option(
+        "--where", metavar="KEY=VALUE", help="Only runs whose config KEY equals VALUE (as in compare).")] = [],
+    group: GroupOpt = False,
+) -> None:
+    """Write one self-contained HTML page (figures embedded, opens offline) and a Markdown twin.
+
+    The page holds the compare table, overlaid figures per experiment, and every run's own figures.
+    """
+    rows, skipped = _select(paths, where, group)
+    html_path = out if out is not None else _default_home(paths) / "report.html"
+    html_path, md_path = _write(rows, skipped, html_path, ", ".join(map(str, paths)))
+    typer.echo(f"report: {html_path}\nmarkdown: {md_path}")
+
+
+def _write(rows, skipped, html_path: Path, source: str) -> tuple[Path, Path]:
+    from optlab.report import write_report
+
+    try:
+        return write_report(rows, skipped, html_path, source=source)
+    except OSError as e:
+        raise ResultsError(f"cannot write the report to {html_path} ({e.strerror or e})") from None
+
+
+@app.command()
+def reproduce(
+    target: Annotated[Target, typer.Argument(help="What to re-create: the lecture's figures.")],
+    experiments: Annotated[Path, typer.Option(
+        "--experiments", metavar="DIR", help="Folder of experiment files; each *.toml in it is run.")
+    ] = Path("experiments"),
+    out: Annotated[Path, typer.Option(
+        "--out", metavar="DIR", help="Results folder for all the runs and the report.")] = Path("results/lecture"),
+) -> None:
+    """Run every experiment file into one results folder, then build the report: all the pictures, from scratch."""
+    files = _experiment_files(experiments)
+    from optlab import runner  # imports JAX: only now that there is work to do
+
+    outcomes, failures = [], []
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), console=err, transient=False)
+    with progress:
+        task = progress.add_task(f"reproducing the {target.value}", total=len(files))
+        for file in files:
+            progress.update(task, description=f"running {file.name}")
+            try:
+                outcome = runner.run_file(file, out, quiet=True)
+            except OptlabError as e:
+                failures.append(f"{file.name}: {' '.join(str(e).split())}")
+            else:
+                outcomes.append(outcome)
+                if outcome.status == "failed":
+                    failures.append(f"{file.name}: run failed, see {outcome.run_dir}")
+            progress.advance(task)
+        progress.update(task, description=f"ran {len(files)} experiment files")
+    for line in failures:
+        err.print(f"failed {line}", soft_wrap=True, markup=False)
+    if outcomes:  # the report shows exactly this reproduction, not older runs left in --out
+        rows, skipped = _select([o.run_dir for o in outcomes], [], False)
+        html_path, md_path = _write(rows, skipped, out / "report.html", f"{target.value} ({experiments})")
+        typer.echo(f"{len(outcomes)} runs in {out}\nreport: {html_path}\nmarkdown: {md_path}")
+    if failures:
+        raise typer.Exit(1)
+
+
+def _experiment_files(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        raise ConfigError(f"--experiments {folder}: no such folder (run from the repository root or pass --experiments DIR)")
+    files = sorted(folder.glob("*.toml"))
+    if not files:
+        raise ConfigError(f"--experiments {folder}: no *.toml experiment files in it")
+    return files

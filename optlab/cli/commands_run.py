@@ -1,0 +1,105 @@
+"""`optlab run` and `optlab list`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from optlab import config, runner
+from optlab.cli.app import app
+
+EXIT_DIVERGED = 1
+stdout = Console(highlight=False)
+stderr = Console(stderr=True, highlight=False)
+
+
+def _opt(*names: str, metavar: str, help: str):
+    return typer.Option(None, *names, metavar=metavar, help=help, show_default=False)
+
+
+@app.command("run")
+def run_command(
+    target: str = typer.Argument(..., metavar="EXPERIMENT|FILE.toml", help="an experiment (optlab list) or an experiment file"),
+    opt: Optional[str] = _opt("--opt", metavar="NAME", help="optimizer: gd, momentum, nesterov, newton, adagrad, adadelta, rmsprop, adam"),
+    lr: Optional[str] = _opt("--lr", metavar="FLOAT", help="step size η [default: per optimizer and experiment]"),
+    lr_schedule: Optional[str] = _opt("--lr-schedule", metavar="NAME", help="constant, anneal, step, exponential, cosine, inverse-time"),
+    momentum: Optional[str] = _opt("--momentum", metavar="FLOAT", help="momentum α for momentum/nesterov [default: 0.9]"),
+    steps: Optional[str] = _opt("--steps", metavar="INT", help="tiny: number of updates [default: 100]"),
+    start: Optional[str] = _opt("--start", metavar="W1,W2", help="tiny: starting point [default: 0.5,1.5]"),
+    epochs: Optional[str] = _opt("--epochs", metavar="INT", help="networks: passes over the training set [default: 50]"),
+    batch_size: Optional[str] = _opt("--batch-size", metavar="INT", help="networks: minibatch size [default: 100]"),
+    hidden: Optional[str] = _opt("--hidden", metavar="N,N,…", help="networks: hidden layer widths [default: 225,225]"),
+    init: Optional[str] = _opt("--init", metavar="NAME", help="networks: glorot, he or normal [default: he]"),
+    init_scale: Optional[str] = _opt("--init-scale", metavar="FLOAT", help="networks: multiplies the init's std [default: 1]"),
+    input_noise: Optional[str] = _opt("--input-noise", metavar="SIGMA", help="networks: Gaussian input noise in training [default: mnist 0.3]"),
+    dropout: Optional[str] = _opt("--dropout", metavar="P", help="networks: dropout on hidden units [default: 0]"),
+    weight_decay: Optional[str] = _opt("--weight-decay", metavar="FLOAT", help="networks: L2 penalty λ [default: 0]"),
+    data_dir: Optional[str] = _opt("--data-dir", metavar="DIR", help="networks: folder holding the dataset files"),
+    grad_noise: Optional[str] = _opt("--grad-noise", metavar="SIGMA", help="add N(0, σ²) to every gradient [default: 0]"),
+    seed: Optional[str] = _opt("--seed", metavar="INT", help="random seed [default: 0]"),
+    out: Optional[str] = _opt("--out", metavar="DIR", help="results root; each run gets its own folder [default: results]"),
+    run_dir: Optional[str] = _opt("--run-dir", metavar="DIR", help="write this run exactly here"),
+    config_file: Optional[Path] = typer.Option(None, "--config", metavar="FILE.toml", help="settings file (flags win over it)"),
+    sets: List[str] = typer.Option([], "--set", metavar="KEY=VALUE", help="any setting, e.g. --set anneal_fraction=0.3 (repeatable)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --run-dir"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress output"),
+) -> None:
+    """Run one experiment and write its folder: metrics.json, figures, params.npz.
+
+    The run folder's path is the last line printed on stdout.
+    """
+    flags = {k: v for k, v in locals().items() if v is not None and k in config.FIELDS}
+    if opt is not None:
+        flags["optimizer"] = opt
+    layers = [_target_layer(target)]
+    if config_file is not None:
+        layers.append(config.read_toml(config_file))
+    layers += [config.parse_sets(sets), config.Layer(flags, "flag")]
+    outcome = runner.run(config.resolve(layers), quiet=quiet, overwrite=overwrite)
+    for note in outcome.notes:
+        stderr.print(f"[yellow]note:[/] {note}")
+    if not quiet:
+        stdout.print(summary_line(outcome.record))
+    print(outcome.run_dir)
+    if outcome.status != "completed":
+        raise typer.Exit(EXIT_DIVERGED)
+
+
+def _target_layer(target: str) -> config.Layer:
+    if target.endswith(".toml") or Path(target).is_file():
+        return config.read_toml(Path(target))
+    return config.Layer({"experiment": target}, "argument")
+
+
+def summary_line(record: dict) -> str:
+    cfg, summary, analysis = record["config"], record["summary"], record["analysis"]
+    head = f"{record['experiment']} {cfg['optimizer']} η={cfg['lr']:g} {cfg['lr_schedule']}"
+    if record["status"] == "diverged":
+        where = summary.get("diverged_at_step", summary.get("diverged_at_epoch"))
+        return f"[red]{head}: diverged[/] (the loss blew up at {'step' if 'steps' in cfg else 'epoch'} {where})"
+    if "test_error" in summary:
+        return (f"{head}: test error {100 * summary['test_error']:.2f}% (best {100 * summary['best_test_error']:.2f}% "
+                f"at epoch {summary['best_epoch']}), {summary['epochs']} epochs in {summary['wall_time_s']:.1f} s")
+    return (f"{head}: loss {summary['final_loss']:.6g} after {summary['steps']} steps, |∇C| = {analysis['grad_norm']:.2g}, "
+            f"{analysis['critical_point']}" + (", oscillating" if summary.get("oscillating") else ""))
+
+
+@app.command("list")
+def list_command() -> None:
+    """Show every registered experiment, optimizer, schedule and initialisation."""
+    from optlab.experiments import EXPERIMENTS
+    from optlab.optimizers import OPTIMIZERS
+    from optlab.problems.mlp import INITS
+    from optlab.schedules import SCHEDULES
+
+    for title, registry in (("experiments", EXPERIMENTS), ("optimizers", OPTIMIZERS),
+                            ("schedules (--lr-schedule)", SCHEDULES), ("initialisations (--init)", INITS)):
+        table = Table(title=title, title_justify="left", show_header=False, box=None, padding=(0, 2))
+        for entry in registry:
+            table.add_row(f"[bold]{entry.name}[/]", entry.help)
+        stdout.print(table)
+        stdout.print()

@@ -1,0 +1,495 @@
+"""Many runs side by side: find, filter, group, sort, and format them as one table.
+
+Everything here is a pure function over run records (the parsed metrics.json files); nothing
+prints. The command line turns the returned strings or rich Table into output, and
+`optlab.report` draws the figures and writes the HTML page from the same rows.
+
+Grouping (`--group-by-seed`): runs whose configs are equal apart from the seed (and apart from
+paths that name where a run lived, such as data_dir) become one Row. Each numeric column then
+holds a Stat: the mean and the sample standard deviation (ddof=1) over the runs where that
+number exists (null, e.g. "never reached the target", is left out and the count says so).
+With a single value the std is None (shown blank), not 0: one run says nothing about spread.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import statistics
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+from rich import box
+from rich.markup import escape
+from rich.table import Table
+
+from optlab.errors import ConfigError, ResultsError
+from optlab.results import METRICS_FILE, find_runs, read_metrics
+
+FORMATS = ("table", "markdown", "csv", "json")
+# Config keys that say where a run lived rather than what it computed: never part of a group key.
+RUN_SPECIFIC_KEYS = frozenset({"seed", "data_dir", "out", "out_dir", "run_dir", "results_dir", "run_id"})
+# Top-level record keys that --where also understands, besides the config's own keys.
+TOP_LEVEL_WHERE_KEYS = ("status", "run_id", "sweep_id")
+
+
+@dataclass(frozen=True)
+class Run:
+    """One readable run folder and its parsed metrics.json."""
+
+    path: Path
+    record: dict
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A run folder that could not be compared, and why (said once, then the rest go on)."""
+
+    path: Path
+    reason: str
+
+
+@dataclass(frozen=True)
+class Stat:
+    """Mean ± sample std of one number over a group's runs; n counts the runs that had it."""
+
+    mean: float | None
+    std: float | None
+    n: int
+
+
+@dataclass
+class Row:
+    """One table row: a single run (values are plain) or a seed group (numeric values are Stats)."""
+
+    values: dict[str, Any]
+    runs: list[Run] = field(default_factory=list)
+    grouped: bool = False
+
+    @property
+    def n(self) -> int:
+        return len(self.runs)
+
+
+# ----------------------------------------------------------------------------- discovery
+
+
+def load_runs(paths: Sequence[Path]) -> tuple[list[Run], list[Skipped]]:
+    """Every run folder below `paths` (any depth), read; unreadable metrics files are skipped, not fatal.
+
+    Raises ResultsError (exit 2) for a path that does not exist or cannot be listed.
+    """
+    roots = []
+    for p in map(Path, paths):
+        if p.is_file() and p.name == METRICS_FILE:
+            p = p.parent  # `compare results/x/metrics.json` means the run folder
+        if not p.exists():
+            raise ResultsError(f"{p}: no such file or folder")
+        if not p.is_dir():
+            raise ResultsError(f"{p}: not a folder (give a results folder or a run folder)")
+        try:
+            next(p.iterdir(), None)
+        except OSError as e:
+            raise ResultsError(f"{p}: cannot read ({e.strerror or e})") from None
+        roots.append(p)
+    runs, skipped = [], []
+    for folder in find_runs(*roots):
+        file = folder / METRICS_FILE
+        try:
+            record = read_metrics(file)
+            _check_shape(file, record)
+        except ResultsError as e:
+            reason = str(e).removeprefix(f"{file}: ")
+            skipped.append(Skipped(file, reason))
+            continue
+        runs.append(Run(folder, record))
+    return runs, skipped
+
+
+def _check_shape(file: Path, record: dict) -> None:
+    """Reject records whose sections are not the dicts the contract promises (hand-edited files)."""
+    for key in ("config", "history", "summary", "analysis", "figures"):
+        if not isinstance(record.get(key), dict):
+            raise ResultsError(f"{file}: malformed metrics file, {key!r} is not an object")
+
+
+# ----------------------------------------------------------------------------- columns
+
+
+def _fmt_num(v: float) -> str:
+    return f"{v:.4g}"
+
+
+def _fmt_pct(v: float) -> str:
+    return f"{100 * v:.2f}%"
+
+
+def _fmt_secs(v: float) -> str:
+    return f"{v:.0f}s" if abs(v) >= 100 else f"{v:.3g}s"
+
+
+@dataclass(frozen=True)
+class Column:
+    """A table column: its machine name (csv/json/--sort), header, how to read it and print it."""
+
+    name: str
+    header: str
+    get: Callable[[Mapping[str, Any]], Any]
+    fmt: Callable[[Any], str] = str
+    metric: bool = False  # aggregated as mean ± std when grouping by seed
+
+
+def _cfg(key: str) -> Callable[[Mapping[str, Any]], Any]:
+    return lambda r: r["config"].get(key)
+
+
+def _summ(*keys: str) -> Callable[[Mapping[str, Any]], Any]:
+    """The first of `keys` present in the summary (`steps` for tiny, `epochs` for mnist)."""
+    return lambda r: next((r["summary"][k] for k in keys if r["summary"].get(k) is not None), None)
+
+
+COLUMNS: tuple[Column, ...] = (
+    Column("run", "run", lambda r: r["run_id"]),
+    Column("experiment", "experiment", lambda r: r["experiment"]),
+    Column("optimizer", "optimizer", _cfg("optimizer")),
+    Column("lr", "lr", _cfg("lr"), _fmt_num),
+    Column("lr_schedule", "schedule", _cfg("lr_schedule")),
+    Column("seed", "seed", _cfg("seed")),
+    Column("status", "status", lambda r: r["status"]),
+    Column("steps", "steps/epochs", _summ("steps", "epochs"), _fmt_num, metric=True),
+    Column("final_loss", "final loss", _summ("final_loss"), _fmt_num, metric=True),
+    Column("test_error", "test error", _summ("test_error"), _fmt_pct, metric=True),
+    Column("best_test_error", "best test error", _summ("best_test_error"), _fmt_pct, metric=True),
+    Column("time_to_target_s", "time to target", _summ("time_to_target_s"), _fmt_secs, metric=True),
+    Column("wall_time_s", "wall time", _summ("wall_time_s"), _fmt_secs, metric=True),
+)
+BY_NAME = {c.name: c for c in COLUMNS}
+SORT_ALIASES = {"run_id": "run", "epochs": "steps", "schedule": "lr_schedule", "n": "n",
+                "time_to_target": "time_to_target_s", "wall_time": "wall_time_s"}
+# What the table and markdown show: lr and schedule read best as one cell ("0.25 constant").
+DISPLAY = ("run", "experiment", "optimizer", "lr+schedule", "seed", "status", "steps",
+           "final_loss", "test_error", "best_test_error", "time_to_target_s", "wall_time_s")
+
+
+def make_rows(runs: Iterable[Run]) -> list[Row]:
+    """One Row per run, with every column's value read from its record (NaN/inf read as missing)."""
+    def clean(v: Any) -> Any:  # json.loads accepts a bare NaN in a hand-edited file; JSON output must not
+        return None if isinstance(v, float) and not math.isfinite(v) else v
+
+    return [Row({c.name: clean(c.get(run.record)) for c in COLUMNS}, [run]) for run in runs]
+
+
+# ----------------------------------------------------------------------------- --where
+
+
+def parse_where(items: Sequence[str]) -> dict[str, list[str]]:
+    """`["optimizer=adam", "lr=0.1", "lr=0.2"]` -> {"optimizer": ["adam"], "lr": ["0.1", "0.2"]}."""
+    out: dict[str, list[str]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--where {item!r}: expected key=value, e.g. --where optimizer=adam")
+        out.setdefault(key.strip(), []).append(value.strip())
+    return out
+
+
+def where_keys(runs: Iterable[Run]) -> list[str]:
+    """The keys --where can match: every config key seen, plus status, run_id and sweep_id."""
+    keys = {k for run in runs for k in run.record["config"]}
+    return sorted(keys | set(TOP_LEVEL_WHERE_KEYS))
+
+
+def filter_runs(runs: Sequence[Run], where: Mapping[str, Sequence[str]]) -> list[Run]:
+    """Runs matching every key; a key given several times matches any of its values.
+
+    Values compare as the run's own type: numbers numerically (lr=0.25 and lr=2.5e-1 are the
+    same), booleans from true/false/1/0/yes/no, lists from "225,225", null from none/null.
+    """
+    known = where_keys(runs)
+    for key in where:
+        if key not in known:
+            raise ConfigError(f"--where {key}: unknown key {key!r}; known keys: {', '.join(known)}")
+    return [run for run in runs
+            if all(any(_matches(_lookup(run.record, k), raw, k) for raw in raws) for k, raws in where.items())]
+
+
+def _lookup(record: Mapping[str, Any], key: str) -> Any:
+    if key in record["config"]:
+        return record["config"][key]
+    return record.get(key, _MISSING)
+
+
+_MISSING = object()
+_TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
+
+
+def _matches(actual: Any, raw: str, key: str) -> bool:
+    """Does the config value `actual` equal the command-line text `raw`, read as actual's type?"""
+    if actual is _MISSING:
+        return False
+    if actual is None:
+        return raw.lower() in ("none", "null", "")
+    if isinstance(actual, bool):
+        if raw.lower() not in _TRUE | _FALSE:
+            raise ConfigError(f"--where {key}={raw}: {key} is true or false")
+        return actual == (raw.lower() in _TRUE)
+    if isinstance(actual, (int, float)):
+        try:
+            wanted = float(raw)
+        except ValueError:
+            raise ConfigError(f"--where {key}={raw}: {key} is a number") from None
+        return math.isclose(float(actual), wanted, rel_tol=1e-12, abs_tol=0.0)
+    if isinstance(actual, (list, tuple)):
+        parts = [p.strip() for p in raw.split(",")] if raw.strip() else []
+        return len(parts) == len(actual) and all(_matches(a, p, key) for a, p in zip(actual, parts))
+    return str(actual) == raw
+
+
+# ----------------------------------------------------------------------------- grouping
+
+
+def group_key(record: Mapping[str, Any]) -> str:
+    """The config minus seed and run-specific paths, as canonical JSON: equal keys group together."""
+    cfg = {k: v for k, v in record["config"].items() if k not in RUN_SPECIFIC_KEYS}
+    return json.dumps([record["experiment"], cfg], sort_keys=True, default=str)
+
+
+def group_by_seed(rows: Sequence[Row]) -> list[Row]:
+    """Fold rows whose configs differ only in seed into one Row of Stats (order of first appearance)."""
+    groups: dict[str, list[Row]] = {}
+    for row in rows:
+        groups.setdefault(group_key(row.runs[0].record), []).append(row)
+    return [_fold(members) for members in groups.values()]
+
+
+def _fold(members: list[Row]) -> Row:
+    first = members[0].values
+    values: dict[str, Any] = {c.name: first[c.name] for c in COLUMNS if not c.metric}
+    values["run"] = [m.values["run"] for m in members]
+    values["seed"] = sorted({m.values["seed"] for m in members}, key=lambda s: _sortable(Row({"s": s}), "s"))
+    counts = Counter(m.values["status"] for m in members)
+    values["status"] = next(iter(counts)) if len(counts) == 1 else ", ".join(f"{s} {n}" for s, n in counts.items())
+    for c in COLUMNS:
+        if c.metric:
+            values[c.name] = stat([m.values[c.name] for m in members])
+    return Row(values, [r for m in members for r in m.runs], grouped=True)
+
+
+def stat(values: Sequence[Any]) -> Stat:
+    """Mean and sample std (ddof=1) of the finite numbers in `values`; std None when fewer than 2."""
+    xs = [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
+    if not xs:
+        return Stat(None, None, 0)
+    return Stat(statistics.fmean(xs), statistics.stdev(xs) if len(xs) > 1 else None, len(xs))
+
+
+# ----------------------------------------------------------------------------- sorting
+
+
+def sort_column(name: str) -> str:
+    """Resolve a --sort name (column name or alias such as wall_time) or raise a one-line error."""
+    resolved = SORT_ALIASES.get(name, name)
+    if resolved not in BY_NAME and resolved != "n":
+        names = sorted(set(BY_NAME) | set(SORT_ALIASES))
+        raise ConfigError(f"--sort {name}: unknown column; known columns: {', '.join(names)}")
+    return resolved
+
+
+def sort_rows(rows: Sequence[Row], by: str | None = None, descending: bool = False) -> list[Row]:
+    """Sort by one column (missing values last either way); default: experiment, optimizer, lr, schedule, seed."""
+    if by is None:
+        keys = ("experiment", "optimizer", "lr", "lr_schedule", "seed", "run")
+        return sorted(rows, key=lambda r: tuple(_sortable(r, k) for k in keys))
+    name = sort_column(by)
+    rows = sort_rows(rows)  # ties and missing values then keep the default order
+    present = [r for r in rows if not _sortable(r, name)[0]]
+    missing = [r for r in rows if _sortable(r, name)[0]]
+    return sorted(present, key=lambda r: _sortable(r, name), reverse=descending) + missing
+
+
+def _sortable(row: Row, name: str) -> tuple[bool, bool, float, str]:
+    v = row.n if name == "n" else row.values.get(name)
+    if isinstance(v, Stat):
+        v = v.mean
+    if isinstance(v, list):
+        v = v[0] if v else None
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return (True, False, 0.0, "")
+    # Numbers before text, so a column that mixes them (hand-edited configs) still sorts.
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return (False, False, float(v), "")
+    return (False, True, 0.0, str(v))
+
+
+# ----------------------------------------------------------------------------- output formats
+
+
+def headers(grouped: bool) -> list[str]:
+    """Column headers of the human formats (table, markdown, HTML); groups gain an n column."""
+    out = [BY_NAME[n].header if n in BY_NAME else "lr" for n in DISPLAY]
+    return out[:4] + ["seeds", "n"] + out[5:] if grouped else out
+
+
+def cells(row: Row) -> list[str]:
+    """One row as the strings the human formats show, in `headers` order."""
+    out = []
+    for name in DISPLAY:
+        if name == "lr+schedule":
+            lr, sched = row.values["lr"], row.values["lr_schedule"]
+            out.append(" ".join(s for s in (_fmt_num(lr) if isinstance(lr, (int, float)) else "", sched or "") if s))
+        elif name == "run" and row.grouped:
+            ids = row.values["run"]
+            out.append(ids[0] + (f" (+{len(ids) - 1})" if len(ids) > 1 else ""))
+        elif name == "seed" and row.grouped:
+            out += [",".join(str(s) for s in row.values["seed"]), str(row.n)]
+        else:
+            out.append(_cell(row.values[name], BY_NAME[name].fmt, row.n))
+    return out
+
+
+def _cell(value: Any, fmt: Callable[[Any], str], group_n: int) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, Stat):
+        return fmt(value)
+    if value.mean is None:
+        return ""
+    text = fmt(value.mean) if not value.std else f"{fmt(value.mean)} ± {fmt(value.std)}"
+    # Say when the mean is over fewer runs than the group has (e.g. only 2 of 3 reached the target).
+    return text if value.n == group_n else f"{text} ({value.n} of {group_n})"
+
+
+_STATUS_STYLE = {"completed": "green", "diverged": "red", "failed": "red", "running": "yellow", "interrupted": "yellow"}
+
+
+# Two-line headers keep numeric columns as narrow as their numbers; the run id folds first.
+_SHORT = {"steps/epochs": "steps/\nepochs", "final loss": "final\nloss", "test error": "test\nerror",
+          "best test error": "best test\nerror", "time to target": "time to\ntarget", "wall time": "wall\ntime"}
+
+
+# When the terminal is narrow, these go (columns with one value in every row first, then in this
+# order) rather than squeezing every column into slivers.
+_OPTIONAL = ("steps/epochs", "time to target", "best test error", "wall time", "seeds", "seed", "experiment")
+
+
+def table_cells(rows: Sequence[Row], drop_empty: bool = False) -> tuple[list[str], list[list[str]]]:
+    """Headers and cell strings of the human formats; drop_empty leaves out columns blank in every row."""
+    head = headers(any(r.grouped for r in rows))
+    body = [cells(r) for r in rows]
+    if drop_empty:  # e.g. test error when comparing only tiny runs
+        keep = [i for i, h in enumerate(head) if h in ("run", "status") or any(t[i] for t in body)]
+        head, body = [head[i] for i in keep], [[t[i] for i in keep] for t in body]
+    return head, body
+
+
+def rich_table(rows: Sequence[Row], title: str | None = None, width: int | None = None) -> Table:
+    """A compact rich Table that fits `width` columns (no limit when None).
+
+    Columns empty in every row are left out; if the rest is still too wide, run ids fold and
+    then the least useful columns are hidden (and named in the caption), so numbers never
+    wrap into unreadable slivers.
+    """
+    head, body = table_cells(rows, drop_empty=True)
+    hidden = _fit(head, body, width) if width else []
+    keep = [i for i, h in enumerate(head) if h not in hidden]
+    table = Table(title=title, header_style="bold", title_justify="left", box=box.SIMPLE_HEAD,
+                  caption=f"hidden to fit the terminal: {', '.join(hidden)}" if hidden else None)
+    for i in keep:
+        h = head[i]
+        right = h in _SHORT or h in ("seed", "seeds", "n")
+        table.add_column(_SHORT.get(h, h), justify="right" if right else "left", overflow="fold",
+                         no_wrap=h not in ("run", "lr"))
+    status_at = head.index("status")
+    for row, texts in zip(rows, body):
+        texts = [escape(t) for t in texts]
+        style = _STATUS_STYLE.get(str(row.values["status"]))
+        texts[status_at] = f"[{style}]{texts[status_at]}[/]" if style else texts[status_at]
+        table.add_row(*(texts[i] for i in keep))
+    return table
+
+
+def _fit(head: list[str], body: list[list[str]], width: int) -> list[str]:
+    """The optional columns to hide so the table fits `width` (run ids may fold to 16 characters)."""
+    def least(i: int) -> int:
+        words = [w for t in body for w in (t[i].split() if head[i] == "lr" else [t[i]])]
+        natural = max(len(x) for x in _SHORT.get(head[i], head[i]).splitlines() + words)
+        return min(natural, 16) if head[i] == "run" else natural
+
+    need = {h: least(i) + 3 for i, h in enumerate(head)}  # a cell's text plus padding and the gap
+    same = {h for i, h in enumerate(head) if len({t[i] for t in body}) == 1}
+    hidden: list[str] = []
+    for name in sorted((h for h in _OPTIONAL if h in need), key=lambda h: (h not in same, _OPTIONAL.index(h))):
+        if sum(need.values()) + 1 <= width:
+            break
+        hidden.append(name)
+        del need[name]
+    return hidden
+
+
+def markdown_table(rows: Sequence[Row], drop_empty: bool = False) -> str:
+    """A GitHub-flavoured Markdown table (numbers right-aligned), one line per row."""
+    head, body = table_cells(rows, drop_empty)
+    left = {"run", "experiment", "optimizer", "lr", "status"}
+    lines = ["| " + " | ".join(head) + " |",
+             "|" + "|".join("---" if h in left else "---:" for h in head) + "|"]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in texts) + " |" for texts in body]
+    return "\n".join(lines) + "\n"
+
+
+def machine_record(row: Row, with_config: bool = False) -> dict[str, Any]:
+    """A row as plain data for csv/json: raw numbers (fractions, seconds), Stats as mean/std/n."""
+    v = row.values
+    if row.grouped:
+        out: dict[str, Any] = {"runs": v["run"], "paths": [str(r.path) for r in row.runs], "n": row.n}
+        out |= {k: v[k] for k in ("experiment", "optimizer", "lr", "lr_schedule")}
+        out |= {"seeds": v["seed"], "status": v["status"]}
+    else:
+        out = {"run": v["run"], "path": str(row.runs[0].path)}
+        out |= {c.name: v[c.name] for c in COLUMNS if not c.metric and c.name != "run"}
+    for c in COLUMNS:
+        if c.metric:
+            s = v[c.name]
+            out[c.name] = {"mean": s.mean, "std": s.std, "n": s.n} if isinstance(s, Stat) else s
+    if with_config:
+        cfg = row.runs[0].record["config"]
+        out["config"] = {k: x for k, x in cfg.items() if not (row.grouped and k in RUN_SPECIFIC_KEYS)}
+    return out
+
+
+def to_json(rows: Sequence[Row]) -> str:
+    """A JSON list of rows (with each run's config), for `jq` and scripts."""
+    return json.dumps([machine_record(r, with_config=True) for r in rows], indent=1, allow_nan=False) + "\n"
+
+
+def to_csv(rows: Sequence[Row]) -> str:
+    """CSV with a header; lists joined by ';', a group's metric as X_mean, X_std, X_n columns."""
+    flat = []
+    for row in rows:
+        item: dict[str, Any] = {}
+        for k, x in machine_record(row).items():
+            if isinstance(x, dict):
+                item |= {f"{k}_{part}": x[part] for part in ("mean", "std", "n")}
+            else:
+                item[k] = ";".join(map(str, x)) if isinstance(x, list) else x
+        flat.append(item)
+    fields = list(dict.fromkeys(k for item in flat for k in item))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(flat)
+    return buffer.getvalue()
+
+
+def render(rows: Sequence[Row], fmt: str, width: int | None = None) -> str | Table:
+    """The rows in one of FORMATS: a rich Table (fitting `width`) for "table", a string for the others."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"--format {fmt}: choose one of {', '.join(FORMATS)}")
+    if fmt == "table":
+        n_runs = sum(r.n for r in rows)
+        title = f"{n_runs} runs" if not any(r.grouped for r in rows) else f"{len(rows)} groups of {n_runs} runs"
+        return rich_table(rows, title, width)
+    return {"markdown": markdown_table, "csv": to_csv, "json": to_json}[fmt](rows)

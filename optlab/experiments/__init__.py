@@ -1,0 +1,60 @@
+"""The experiment registry. An experiment turns a RunConfig into a job in two phases:
+
+    prepare(cfg) -> job        validate, load data, build the problem; may raise an
+                               OptlabError; nothing has been written yet
+    job(ctx) -> RunResult      train and analyse, writing figures into ctx.run_dir
+
+so that bad input never leaves a run folder behind.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
+
+from optlab.registry import Registry
+
+if TYPE_CHECKING:
+    from optlab.config import RunConfig
+
+
+class Progress(Protocol):
+    def start(self, total: int, description: str) -> None: ...
+    def advance(self, completed: int, metrics: Mapping[str, float]) -> None: ...
+    def stop(self) -> None: ...
+
+
+@dataclass
+class RunContext:
+    run_dir: Path
+    progress: Progress
+    checkpoint: Callable[[dict, dict], None]  # (history, summary) so far -> rewrite metrics.json
+
+
+@dataclass
+class RunResult:
+    status: str  # "completed" or "diverged"
+    history: dict
+    summary: dict
+    analysis: dict
+    figures: dict[str, str]
+    params: Any
+    notes: list[str] = field(default_factory=list)  # things the user should be told
+
+
+Job = Callable[[RunContext], RunResult]
+
+
+@dataclass(frozen=True)
+class Experiment:
+    prepare: Callable[["RunConfig"], Job]
+    fields: tuple[str, ...]  # settings that apply besides the common ones (config.COMMON_FIELDS)
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    default_lrs: Mapping[str, float] = field(default_factory=dict)  # per optimizer, overriding its own
+    check: Callable[[dict], None] = lambda settings: None  # cross-field checks on the merged settings
+
+
+EXPERIMENTS: Registry[Experiment] = Registry("experiment")
+
+from optlab.experiments import classify, tiny  # noqa: E402,F401  (they register themselves)

@@ -1,0 +1,133 @@
+"""The lecture's two-weight model: one full-batch run of `steps` updates in float64."""
+
+from __future__ import annotations
+
+import time
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from optlab import analysis, optimizers, plots, schedules
+from optlab.engine import full_batch_run
+from optlab.experiments import EXPERIMENTS, Experiment, RunContext, RunResult
+from optlab.problems import tiny
+
+CONVERGED_GRAD_NORM = 1e-6
+DIVERGED_FACTOR = 1e8  # a loss this many times the starting loss has blown up, finite or not
+OSCILLATION_WINDOW = 10  # updates inspected at the end of a run for a back-and-forth bounce
+
+
+def prepare(cfg):
+    optimizers.check_size(cfg.optimizer, 2, 8)
+    return partial(_train, cfg)
+
+
+def make_tx_for(cfg):
+    def make_tx(hp, key):
+        schedule = schedules.build(cfg.lr_schedule, hp["lr"], cfg.steps, cfg)
+        noise = hp["grad_noise"] if cfg.grad_noise > 0 else None
+        return optimizers.build(cfg.optimizer, schedule, hp, noise, key)
+
+    return make_tx
+
+
+def simulate(cfg) -> tuple[dict, object, float, float]:
+    """The whole run as one compiled program, in float64 so that Newton's quadratic
+    convergence shows down to machine precision.
+
+    Returns the history (numpy arrays of steps + 1 rows: step, loss, params, lr, grad_norm),
+    the final optimizer state, and the compile and total wall times in seconds.
+    """
+    with jax.enable_x64(True):
+        hp = {k: jnp.asarray(getattr(cfg, k), jnp.float64) for k in ("lr", "momentum", "grad_noise")}
+        params, key = tiny.init(cfg.start), jax.random.key(cfg.seed)
+        begin = time.perf_counter()
+        compiled = full_batch_run(tiny.loss, make_tx_for(cfg), cfg.steps).lower(params, hp, key).compile()
+        compile_time = time.perf_counter() - begin
+        _, opt_state, rows = jax.block_until_ready(compiled(params, hp, key))
+        wall_time = time.perf_counter() - begin
+    history = {"step": np.arange(cfg.steps + 1), **{k: np.asarray(v) for k, v in rows._asdict().items()}}
+    return history, opt_state, compile_time, wall_time
+
+
+def first_divergence(history: dict) -> int | None:
+    """The first step whose loss is non-finite or has blown up, None if there is none."""
+    with np.errstate(invalid="ignore"):
+        blown_up = ~(history["loss"] <= DIVERGED_FACTOR * (1 + history["loss"][0]))  # NaN counts too
+    bad = np.flatnonzero(blown_up | ~np.all(np.isfinite(history["params"]), axis=1))
+    return int(bad[0]) if bad.size else None
+
+
+def _train(cfg, ctx: RunContext) -> RunResult:
+    history, opt_state, compile_time, wall_time = simulate(cfg)
+    diverged_at = first_divergence(history)
+    if diverged_at is not None:
+        history = {k: v[:diverged_at] for k, v in history.items()}
+    with jax.enable_x64(True):
+        final = jnp.asarray(history["params"][-1])
+        report = analysis.critical_point_report(tiny.loss, final)
+    return RunResult(
+        status="completed" if diverged_at is None else "diverged",
+        history=history,
+        summary=_summary(history, diverged_at) | {"wall_time_s": wall_time, "compile_time_s": compile_time},
+        analysis=report,
+        figures=_figures(ctx, cfg, history["params"], history["loss"]),
+        params={"w": np.asarray(final)},
+        notes=_singular_hessian_notes(opt_state, history["params"]),
+    )
+
+
+def _summary(history: dict, diverged_at: int | None) -> dict:
+    moves = np.diff(history["params"][-OSCILLATION_WINDOW - 1 :], axis=0)
+    turns = np.sum(moves[1:] * moves[:-1], axis=1) < 0  # successive moves point against each other
+    converged = bool(history["grad_norm"][-1] < CONVERGED_GRAD_NORM) and diverged_at is None
+    return {
+        "final_loss": float(history["loss"][-1]),
+        "steps": int(history["step"][-1]),
+        "converged": converged,
+        "oscillating": bool(not converged and turns.size > 0 and turns.all()),
+        "diverged_at_step": diverged_at,
+    }
+
+
+def _figures(ctx: RunContext, cfg, points: np.ndarray, losses: np.ndarray) -> dict[str, str]:
+    label = f"{cfg.optimizer} η={cfg.lr:g}"
+    plots.landscape(
+        ctx.run_dir / "landscape.png", tiny.loss_grid, [(label, points)], tiny.CRITICAL_POINTS,
+        title=f"C(w1, w2) with {label}",
+    )
+    # The gap to the minimum on a log axis shows the rate: a straight line for gradient
+    # descent's linear convergence, a plunge to machine precision for Newton's quadratic one.
+    gap = losses - tiny.MINIMUM_LOSS
+    plots.curves(
+        ctx.run_dir / "loss.png", [plots.Curve(label, np.arange(len(losses)), gap)],
+        xlabel="step", ylabel=f"C − C* (C* = {tiny.MINIMUM_LOSS:.4f})", title="distance to the minimum loss",
+    )
+    return {"landscape": "landscape.png", "loss": "loss.png"}
+
+
+def _singular_hessian_notes(opt_state, points: np.ndarray) -> list[str]:
+    """Newton meets a singular Hessian where det H = 0: say so instead of failing."""
+    count = optax.tree_utils.tree_get(opt_state, "singular_steps")
+    if count is None or int(count) == 0:
+        return []
+    first = int(optax.tree_utils.tree_get(opt_state, "first_singular_step"))
+    w1, w2 = points[min(first, len(points) - 1)]
+    return [
+        f"the Hessian was singular at {int(count)} step(s), first at step {first} (w1={w1:.4g}, w2={w2:.4g}); "
+        "there Newton stepped with the pseudo-inverse, moving only along directions of non-zero curvature"
+    ]
+
+
+EXPERIMENTS.register(
+    "tiny",
+    "the lecture's 2-weight model C = (w1·w2 − 1.5)² + 0.04(w1² + w2²): landscape and trajectory",
+    Experiment(
+        prepare=prepare,
+        fields=("steps", "start"),
+        default_lrs={"gd": 0.25, "momentum": 0.05, "nesterov": 0.05, "adagrad": 0.5, "rmsprop": 0.05, "adam": 0.1},
+    ),
+)

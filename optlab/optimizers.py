@@ -1,0 +1,118 @@
+"""The optimizer registry: a name, a one-line help, and a factory returning an optax transformation.
+
+First-order methods are optax's own. Adding one is one small function:
+
+    @optimizer("lion", "Lion (Chen et al., 2023): the sign of a momentum", default_lr=1e-4)
+    def lion(learning_rate):
+        return optax.lion(learning_rate)
+
+Factories take their hyperparameters as keyword arguments (`learning_rate`, and any names
+listed in `hyperparams`, which are config fields); `build` wraps them in
+`optax.inject_hyperparams`, so every hyperparameter is an array in the optimizer state and
+the learning rate can follow a schedule.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Mapping
+
+import jax
+import optax
+
+from optlab.errors import ConfigError
+from optlab.registry import Registry
+from optlab.second_order import newton as newton_transform
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    factory: Callable[..., optax.GradientTransformation]
+    default_lr: float
+    hyperparams: tuple[str, ...] = ()  # config fields passed to the factory besides the learning rate
+    dense_hessian: bool = False  # forms the n×n Hessian: refused when n > MAX_DENSE_PARAMS
+
+
+OPTIMIZERS: Registry[OptimizerSpec] = Registry("optimizer")
+MAX_DENSE_PARAMS = 4096  # a 4096² float64 Hessian is 134 MB; beyond that use a matrix-free method
+
+
+def optimizer(name: str, help: str, default_lr: float, hyperparams: tuple[str, ...] = (), dense_hessian: bool = False):
+    def decorate(factory):
+        OPTIMIZERS.register(name, help, OptimizerSpec(factory, default_lr, hyperparams, dense_hessian))
+        return factory
+
+    return decorate
+
+
+@optimizer("gd", "gradient descent: θ ← θ − η ∇C", default_lr=0.1)
+def gd(learning_rate):
+    return optax.sgd(learning_rate)
+
+
+@optimizer("momentum", "heavy ball: v ← α v − η ∇C, θ ← θ + v (α = --momentum)", 0.01, ("momentum",))
+def momentum(learning_rate, momentum):
+    return optax.sgd(learning_rate, momentum=momentum)
+
+
+@optimizer("nesterov", "Nesterov momentum: the gradient taken after the momentum step", 0.01, ("momentum",))
+def nesterov(learning_rate, momentum):
+    return optax.sgd(learning_rate, momentum=momentum, nesterov=True)
+
+
+@optimizer("newton", "Newton's method θ ← θ − η H⁻¹∇C with the exact Hessian (small problems)", 1.0, dense_hessian=True)
+def newton(learning_rate):
+    return newton_transform(learning_rate)
+
+
+@optimizer("adagrad", "Adagrad (Duchi et al., 2011): η scaled by the root of the summed squared gradients", 0.01)
+def adagrad(learning_rate):
+    return optax.adagrad(learning_rate)
+
+
+@optimizer("adadelta", "Adadelta (Zeiler, 2012): step sizes from running averages, η = 1 is the paper's", 1.0)
+def adadelta(learning_rate):
+    return optax.adadelta(learning_rate)
+
+
+@optimizer("rmsprop", "RMSprop (Tieleman & Hinton, 2012): η over a running RMS of the gradient", 1e-3)
+def rmsprop(learning_rate):
+    return optax.rmsprop(learning_rate)
+
+
+@optimizer("adam", "Adam (Kingma & Ba, 2015): momentum and RMS scaling with bias correction", 1e-3)
+def adam(learning_rate):
+    return optax.adam(learning_rate)
+
+
+def build(
+    name: str,
+    schedule: optax.Schedule,
+    hyperparams: Mapping[str, jax.Array],
+    grad_noise: jax.Array | None = None,
+    key: jax.Array | None = None,
+) -> optax.GradientTransformationExtraArgs:
+    """The optimizer `name` with its learning rate following `schedule`.
+
+    `grad_noise` (σ, may be traced) adds N(0, σ²) to every gradient before the optimizer
+    sees it: the lecture's "momentum with a noisy gradient". Pass None to leave it out of
+    the program entirely.
+    """
+    spec = OPTIMIZERS[name]
+    tx = optax.inject_hyperparams(spec.factory)(
+        learning_rate=schedule, **{k: hyperparams[k] for k in spec.hyperparams}
+    )
+    if grad_noise is None:
+        return tx
+    return optax.chain(optax.add_noise(grad_noise**2, 0.0, key), tx)
+
+
+def check_size(name: str, n_params: int, itemsize: int) -> None:
+    """Refuse a dense-Hessian method on a problem whose Hessian would not fit, before it runs."""
+    if OPTIMIZERS[name].dense_hessian and n_params > MAX_DENSE_PARAMS:
+        gigabytes = n_params**2 * itemsize / 1e9
+        raise ConfigError(
+            f"--opt {name} forms the dense Hessian: {n_params:,} parameters need "
+            f"{n_params:,}² × {itemsize} bytes = {gigabytes:,.1f} GB; it is limited to "
+            f"{MAX_DENSE_PARAMS:,} parameters (use a first-order optimizer such as adam)"
+        )

@@ -1,0 +1,1 @@
+"""What is optimized: small modules of pure functions over pytrees of arrays."""

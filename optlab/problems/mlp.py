@@ -1,0 +1,84 @@
+"""A feed-forward ReLU network with a softmax output: the lecture's 784-225-225-10 classifier.
+
+Parameters are a list of layers {"w": (fan_out, fan_in), "b": (fan_out,)}, so the first
+layer's `w` is 225 × 784 and row i is hidden unit i's receptive field. Images arrive as
+uint8 and are scaled to [0, 1] inside the compiled step.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from optlab.registry import Registry
+
+InitStd = Callable[[int, int], float]
+INITS: Registry[InitStd] = Registry("init")
+INITS.register("glorot", "Glorot/Xavier: std √(2/(fan_in + fan_out))", lambda fan_in, fan_out: math.sqrt(2 / (fan_in + fan_out)))
+INITS.register("he", "He/Kaiming: std √(2/fan_in), keeps ReLU signals at the same scale", lambda fan_in, fan_out: math.sqrt(2 / fan_in))
+INITS.register("normal", "N(0, 0.01²): fixed small weights whatever the width", lambda fan_in, fan_out: 0.01)
+
+
+def init(key: jax.Array, sizes: Sequence[int], init_name: str = "he", scale: float = 1.0) -> list[dict]:
+    """Gaussian weights with the init's standard deviation × `scale`; zero biases."""
+    std_of = INITS[init_name]
+    layers = []
+    for k, (fan_in, fan_out) in zip(jax.random.split(key, len(sizes) - 1), zip(sizes[:-1], sizes[1:])):
+        w = scale * std_of(fan_in, fan_out) * jax.random.normal(k, (fan_out, fan_in), jnp.float32)
+        layers.append({"w": w, "b": jnp.zeros(fan_out, jnp.float32)})
+    return layers
+
+
+def param_count(sizes: Sequence[int]) -> int:
+    return sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:]))
+
+
+def pixels(images: jax.Array) -> jax.Array:
+    """uint8 images of any shape (N, ...) -> float32 rows (N, D) in [0, 1]."""
+    return images.reshape(images.shape[0], -1).astype(jnp.float32) / 255.0
+
+
+def forward(params: list[dict], x: jax.Array, dropout: float = 0.0, key: jax.Array | None = None):
+    """Logits and the hidden activations (after ReLU, before dropout) for inputs x (N, D)."""
+    hidden = []
+    keys = jax.random.split(key, len(params)) if dropout > 0 else [None] * len(params)
+    for layer, k in zip(params[:-1], keys):
+        x = jax.nn.relu(x @ layer["w"].T + layer["b"])
+        hidden.append(x)
+        if dropout > 0:  # inverted dropout: the expected activation is unchanged
+            x = jnp.where(jax.random.bernoulli(k, 1 - dropout, x.shape), x / (1 - dropout), 0.0)
+    last = params[-1]
+    return x @ last["w"].T + last["b"], hidden
+
+
+def loss(params, batch, key, *, input_noise: float = 0.0, dropout: float = 0.0, weight_decay: float = 0.0):
+    """Mean softmax cross-entropy over the batch (computed from logits, stably), plus (λ/2)‖W‖².
+
+    In training, N(0, input_noise²) is added to the scaled pixels and hidden units are
+    dropped with probability `dropout`; each is left out of the program when zero.
+    """
+    images, labels = batch
+    x = pixels(images)
+    noise_key, dropout_key = jax.random.split(key)
+    if input_noise > 0:
+        x = x + input_noise * jax.random.normal(noise_key, x.shape, x.dtype)
+    logits, _ = forward(params, x, dropout, dropout_key)
+    value = optax.softmax_cross_entropy_with_integer_labels(logits, labels.astype(jnp.int32)).mean()
+    if weight_decay > 0:
+        value = value + 0.5 * weight_decay * sum(jnp.sum(layer["w"] ** 2) for layer in params)
+    return value
+
+
+def evaluate(params, images, labels) -> dict:
+    """Clean (no noise, no dropout) loss, error rate, and each hidden unit's active fraction."""
+    logits, hidden = forward(params, pixels(images))
+    labels = labels.astype(jnp.int32)
+    return {
+        "loss": optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean(),
+        "error": jnp.mean(jnp.argmax(logits, axis=-1) != labels),
+        "active": [jnp.mean(h > 0, axis=0) for h in hidden],
+    }

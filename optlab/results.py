@@ -1,0 +1,231 @@
+"""Run folders: the one module that writes and reads them.
+
+A run folder holds `metrics.json` (the results contract, below), the PNG figures it names,
+and `params.npz` (the final parameters). Every file is written to a temporary name in the
+same folder and renamed into place, so a reader never sees half a file.
+
+metrics.json keys (users script against these names; renaming one means bumping
+SCHEMA_VERSION and still reading the old):
+    schema_version, run_id, status, experiment, config, environment,
+    history, summary, analysis, figures
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import platform
+import secrets
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+
+from optlab.errors import ResultsError
+
+SCHEMA_VERSION = 1
+METRICS_FILE = "metrics.json"
+PARAMS_FILE = "params.npz"
+STATUSES = ("running", "completed", "diverged", "interrupted", "failed")
+REQUIRED_KEYS = (
+    "schema_version", "run_id", "status", "experiment", "config",
+    "environment", "history", "summary", "analysis", "figures",
+)
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
+def new_run_id(experiment: str, optimizer: str) -> str:
+    """`mnist-adam-20261127-211530-3f9a1c`: readable, sortable by time, unique by its random tail."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return f"{experiment}-{optimizer}-{stamp}-{secrets.token_hex(3)}"
+
+
+def create_run_dir(path: Path, overwrite: bool = False) -> Path:
+    """Create an empty run folder and prove it is writable, before any work starts."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ResultsError(f"run folder {path} exists and is not a directory")
+    if path.exists() and any(path.iterdir()):
+        if not overwrite:
+            raise ResultsError(f"run folder {path} already exists and is not empty (pass --overwrite to replace it)")
+        shutil.rmtree(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-probe"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as e:
+        raise ResultsError(f"cannot write to results folder {path}: {e.strerror or e}") from None
+    return path
+
+
+def remove_run_dir(path: Path) -> None:
+    """Remove a run folder that never got a result (bad input found after it was made)."""
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def to_jsonable(value: Any) -> Any:
+    """Arrays to lists, numpy scalars to Python, non-finite floats to None (JSON has no NaN)."""
+    if isinstance(value, Mapping):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "__array__") and not isinstance(value, (str, bytes)):
+        arr = np.asarray(value)
+        return to_jsonable(arr.tolist()) if arr.ndim else to_jsonable(arr.item())
+    if isinstance(value, (np.bool_, bool)):
+        return bool(value)
+    if isinstance(value, (np.integer, int)):
+        return int(value)
+    if isinstance(value, (np.floating, float)):
+        value = float(value)
+        return value if math.isfinite(value) else None
+    return value
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through a temporary file in the same folder and a rename."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are for sharing
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, obj: Any) -> None:
+    text = json.dumps(to_jsonable(obj), indent=1, allow_nan=False)
+    write_atomic(path, (text + "\n").encode())
+
+
+def write_metrics(run_dir: Path, record: Mapping[str, Any]) -> Path:
+    missing = [k for k in REQUIRED_KEYS if k not in record]
+    if missing:
+        raise ValueError(f"metrics record lacks {missing}")
+    if record["status"] not in STATUSES:
+        raise ValueError(f"unknown status {record['status']!r}")
+    path = Path(run_dir) / METRICS_FILE
+    write_json(path, record)
+    return path
+
+
+def read_metrics(path: Path) -> dict:
+    """Read a run's metrics.json (the folder or the file itself).
+
+    Raises ResultsError naming the file for a missing, empty, corrupt or newer-schema file;
+    older schema versions are accepted as they are.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / METRICS_FILE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ResultsError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ResultsError(f"{path}: cannot read ({e})") from None
+    if not text.strip():
+        raise ResultsError(f"{path}: empty file")
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ResultsError(f"{path}: not valid JSON (truncated or corrupt?): {e.msg} at line {e.lineno}") from None
+    if not isinstance(record, dict) or not isinstance(record.get("schema_version"), int):
+        raise ResultsError(f"{path}: not an optlab metrics file (no integer schema_version)")
+    if record["schema_version"] > SCHEMA_VERSION:
+        raise ResultsError(
+            f"{path}: written by a newer optlab (schema {record['schema_version']}, "
+            f"this one reads up to {SCHEMA_VERSION}); upgrade optlab to read it"
+        )
+    missing = [k for k in REQUIRED_KEYS if k not in record]
+    if missing:
+        raise ResultsError(f"{path}: incomplete metrics file, missing {', '.join(missing)}")
+    return record
+
+
+def find_runs(*roots: Path) -> Iterator[Path]:
+    """Every folder below `roots` (any depth) that holds a metrics.json, sorted."""
+    seen = set()
+    for root in roots:
+        root = Path(root)
+        candidates = [root / METRICS_FILE] if (root / METRICS_FILE).exists() else []
+        candidates += sorted(root.rglob(METRICS_FILE))
+        for file in candidates:
+            folder = file.parent.resolve()
+            if folder not in seen:
+                seen.add(folder)
+                yield file.parent
+
+
+def save_params(run_dir: Path, params: Any) -> Path:
+    """Save a pytree of arrays as params.npz, keyed by its path ("layers/0/w")."""
+    import jax
+
+    flat = {
+        "/".join(_key_name(k) for k in keypath): np.asarray(leaf)
+        for keypath, leaf in jax.tree_util.tree_flatten_with_path(params)[0]
+    }
+    buffer = io.BytesIO()
+    np.savez(buffer, **flat)
+    path = Path(run_dir) / PARAMS_FILE
+    write_atomic(path, buffer.getvalue())
+    return path
+
+
+def load_params(run_dir: Path) -> dict[str, np.ndarray]:
+    path = Path(run_dir) / PARAMS_FILE
+    if not path.exists():
+        raise ResultsError(f"{run_dir}: no saved parameters ({PARAMS_FILE} is missing)")
+    with np.load(path) as data:
+        return {k: data[k] for k in data.files}
+
+
+def _key_name(key: Any) -> str:
+    for attr in ("key", "idx", "name"):
+        if hasattr(key, attr):
+            return str(getattr(key, attr))
+    return str(key)
+
+
+def environment() -> dict:
+    """What is needed to reproduce a run: library versions and the device it ran on."""
+    import jax
+    import jaxlib
+    import optax
+
+    from optlab import __version__
+
+    devices = jax.devices()
+    return {
+        "optlab": __version__,
+        "jax": jax.__version__,
+        "jaxlib": jaxlib.__version__,
+        "optax": optax.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "backend": jax.default_backend(),
+        "device_count": len(devices),
+        "device_kind": devices[0].device_kind,
+        "platform": platform.platform(terse=True),
+    }

@@ -1,0 +1,67 @@
+"""Run one experiment: resolve, prepare, create the run folder, train, write results.
+
+The run folder is created only after the experiment has validated its input and loaded
+its data, so bad input never leaves a folder behind. From then on metrics.json always
+exists and is valid: status "running" (rewritten after every epoch), then "completed",
+"diverged", "interrupted" or "failed".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from optlab import config, progress, results
+from optlab.config import RunConfig
+from optlab.experiments import EXPERIMENTS, Progress, RunContext
+
+
+@dataclass
+class RunOutcome:
+    run_dir: Path
+    status: str
+    record: dict
+    notes: list[str] = field(default_factory=list)
+
+
+def run(cfg: RunConfig, quiet: bool = False, overwrite: bool = False, bar: Progress | None = None) -> RunOutcome:
+    job = EXPERIMENTS[cfg.experiment].prepare(cfg)
+    run_id = Path(cfg.run_dir).name if cfg.run_dir else results.new_run_id(cfg.experiment, cfg.optimizer)
+    run_dir = results.create_run_dir(Path(cfg.run_dir) if cfg.run_dir else Path(cfg.out) / run_id, overwrite)
+    record = {
+        "schema_version": results.SCHEMA_VERSION,
+        "run_id": run_id,
+        "status": "running",
+        "experiment": cfg.experiment,
+        "config": config.relevant(cfg),
+        "environment": results.environment(),
+        "history": {},
+        "summary": {},
+        "analysis": {},
+        "figures": {},
+    }
+    results.write_metrics(run_dir, record)
+
+    def checkpoint(history: dict, summary: dict) -> None:
+        record.update(history=history, summary=summary)
+        results.write_metrics(run_dir, record)
+
+    try:
+        outcome = job(RunContext(run_dir, bar or progress.for_terminal(quiet), checkpoint))
+    except KeyboardInterrupt:
+        results.write_metrics(run_dir, record | {"status": "interrupted"})
+        raise
+    except BaseException as e:
+        results.write_metrics(run_dir, record | {"status": "failed", "error": f"{type(e).__name__}: {e}"})
+        raise
+    record.update(status=outcome.status, history=outcome.history, summary=outcome.summary,
+                  analysis=outcome.analysis, figures=outcome.figures)
+    results.save_params(run_dir, outcome.params)
+    results.write_metrics(run_dir, record)
+    return RunOutcome(run_dir, outcome.status, record, outcome.notes)
+
+
+def run_file(path: Path, results_root: Path, quiet: bool = True) -> RunOutcome:
+    """Run one experiment file into a new folder under `results_root`."""
+    layers = [config.read_toml(path), config.Layer({"out": str(results_root)}, "flag")]
+    return run(config.resolve(layers), quiet=quiet)

@@ -1,0 +1,63 @@
+"""Learning-rate schedules: each a function (lr, total_steps, cfg) -> optax schedule.
+
+`lr` may be a traced array (that is what lets a sweep vmap over it); the shape of the
+schedule (total steps, fractions) is static. All schedules start at `lr` at step 0.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Protocol
+
+import jax.numpy as jnp
+import optax
+
+from optlab.registry import Registry
+
+
+class ScheduleSettings(Protocol):
+    anneal_fraction: float
+    lr_decay: float
+
+
+ScheduleFactory = Callable[[jnp.ndarray, int, ScheduleSettings], optax.Schedule]
+SCHEDULES: Registry[ScheduleFactory] = Registry("schedule")
+
+
+@SCHEDULES("constant", "η stays at --lr")
+def constant(lr, total_steps, s):
+    return optax.constant_schedule(lr)
+
+
+@SCHEDULES("anneal", "constant, then linear decay to 0 over the last --anneal-fraction of the run (the lecture's)")
+def anneal(lr, total_steps, s):
+    decay_steps = max(1, round(s.anneal_fraction * total_steps))
+    hold_steps = total_steps - decay_steps
+    return optax.join_schedules(
+        [optax.constant_schedule(lr), optax.linear_schedule(lr, 0.0, decay_steps)], [hold_steps]
+    )
+
+
+@SCHEDULES("step", "η × --lr-decay at 50% and again at 75% of the run")
+def step(lr, total_steps, s):
+    boundaries = {max(1, total_steps // 2): s.lr_decay, max(2, (3 * total_steps) // 4): s.lr_decay}
+    return optax.piecewise_constant_schedule(lr, boundaries)
+
+
+@SCHEDULES("exponential", "η × --lr-decay^(t/T): smooth decay to η × --lr-decay at the end")
+def exponential(lr, total_steps, s):
+    return optax.exponential_decay(lr, transition_steps=max(1, total_steps), decay_rate=s.lr_decay)
+
+
+@SCHEDULES("cosine", "half a cosine from η down to 0 (Loshchilov & Hutter, 2017)")
+def cosine(lr, total_steps, s):
+    return optax.cosine_decay_schedule(lr, decay_steps=max(1, total_steps))
+
+
+@SCHEDULES("inverse-time", "η / (1 + k t/T), with k set so that the last step uses η × --lr-decay")
+def inverse_time(lr, total_steps, s):
+    k = 1.0 / s.lr_decay - 1.0
+    return lambda count: lr / (1.0 + k * count / max(1, total_steps))
+
+
+def build(name: str, lr, total_steps: int, settings: ScheduleSettings) -> optax.Schedule:
+    return SCHEDULES[name](lr, total_steps, settings)

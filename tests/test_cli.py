@@ -1,0 +1,152 @@
+"""`optlab run` and `optlab list` as a user meets them: outputs, files, exit codes, one-line errors."""
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from optlab import results
+from optlab.cli import app
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_run_tiny_newton_writes_a_complete_run_folder(tmp_path):
+    result = invoke("run", "tiny", "--opt", "newton", "--steps", "12", "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    run_dir = Path(result.stdout.strip().splitlines()[-1])  # the last line of stdout is the folder
+    assert run_dir.parent == tmp_path and run_dir.name.startswith("tiny-newton-")
+    record = json.loads((run_dir / "metrics.json").read_text())
+    assert set(results.REQUIRED_KEYS) <= set(record)
+    assert record["schema_version"] == results.SCHEMA_VERSION and record["run_id"] == run_dir.name
+    assert record["status"] == "completed" and record["experiment"] == "tiny"
+    cfg = record["config"]
+    assert (cfg["optimizer"], cfg["lr"], cfg["lr_schedule"], cfg["steps"], cfg["seed"], cfg["start"]) == (
+        "newton", 1.0, "constant", 12, 0, [0.5, 1.5])
+    history = record["history"]
+    assert history["step"] == list(range(13))
+    assert len(history["loss"]) == len(history["params"]) == len(history["grad_norm"]) == len(history["lr"]) == 13
+    assert history["params"][0] == [0.5, 1.5]
+    assert history["lr"][-1] is None  # the last point is not left, so it has no step size
+    summary, analysis = record["summary"], record["analysis"]
+    assert summary["converged"] and not summary["oscillating"] and summary["steps"] == 12
+    assert summary["final_loss"] == pytest.approx(0.1184, abs=1e-12)
+    assert analysis["critical_point"] == "minimum" and analysis["grad_norm"] < 1e-8
+    assert analysis["hessian_eigenvalues"] == pytest.approx([0.16, 5.84], abs=1e-9)
+    assert analysis["gd_max_stable_lr"] == pytest.approx(2 / 5.84)
+    assert {"jax", "jaxlib", "optlab", "backend", "device_count"} <= set(record["environment"])
+    for name in record["figures"].values():
+        assert (run_dir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert set(record["figures"]) == {"landscape", "loss"}
+    assert set(results.load_params(run_dir)) == {"w"}
+
+
+def test_run_an_experiment_file_and_override_it(tmp_path):
+    file = Path(__file__).parents[1] / "experiments" / "tiny-gd-oscillates.toml"
+    result = invoke("run", file, "--steps", "60", "--run-dir", tmp_path / "osc")
+    assert result.exit_code == 0, result.output
+    record = results.read_metrics(tmp_path / "osc")
+    assert record["config"]["lr"] == 0.35 and record["config"]["steps"] == 60
+    assert record["summary"]["oscillating"] and record["run_id"] == "osc"
+
+
+def test_config_file_and_set_reach_every_setting(tmp_path):
+    settings = tmp_path / "s.toml"
+    settings.write_text('optimizer = "gd"\nlr_schedule = "step"\n')
+    result = invoke("run", "tiny", "--config", settings, "--set", "lr_decay=0.5", "--set", "steps=8",
+                    "--run-dir", tmp_path / "r")
+    assert result.exit_code == 0, result.output
+    record = results.read_metrics(tmp_path / "r")
+    assert record["history"]["lr"][:-1] == pytest.approx([0.25] * 4 + [0.125] * 2 + [0.0625] * 2)
+
+
+def test_divergence_stops_writes_diverged_and_exits_non_zero(tmp_path):
+    result = invoke("run", "tiny", "--lr", "2", "--run-dir", tmp_path / "d")
+    assert result.exit_code == 1
+    assert "diverged" in result.stdout
+    record = results.read_metrics(tmp_path / "d")
+    step = record["summary"]["diverged_at_step"]
+    assert record["status"] == "diverged" and step >= 1
+    assert len(record["history"]["loss"]) == step and all(x is not None for x in record["history"]["loss"])
+
+
+def test_run_dir_onto_an_existing_run_refuses_without_overwrite(tmp_path):
+    assert invoke("run", "tiny", "--steps", "3", "--run-dir", tmp_path / "r").exit_code == 0
+    again = invoke("run", "tiny", "--steps", "3", "--run-dir", tmp_path / "r")
+    assert again.exit_code == 2 and "already exists" in again.stderr and "--overwrite" in again.stderr
+    assert invoke("run", "tiny", "--steps", "3", "--run-dir", tmp_path / "r", "--overwrite").exit_code == 0
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["run", "tinny"], "unknown experiment 'tinny'; did you mean 'tiny'?"),
+        (["run", "tiny", "--opt", "adma"], "unknown optimizer 'adma'; did you mean 'adam'?"),
+        (["run", "tiny", "--lr-schedule", "cosin"], "unknown schedule 'cosin'; did you mean 'cosine'?"),
+        (["run", "tiny", "--start", "1;2"], "--start must be two finite numbers W1,W2"),
+        (["run", "tiny", "--start", "a,b"], "--start must be two finite numbers W1,W2"),
+        (["run", "tiny", "--lr", "-0.1"], "--lr must be a positive finite number, got '-0.1'"),
+        (["run", "tiny", "--lr", "nan"], "--lr must be a positive finite number, got 'nan'"),
+        (["run", "tiny", "--lr", "inf"], "--lr must be a positive finite number, got 'inf'"),
+        (["run", "tiny", "--steps", "0"], "--steps must be an integer from 1 to 100,000, got '0'"),
+        (["run", "tiny", "--steps", "-5"], "--steps must be an integer"),
+        (["run", "tiny", "--steps", "inf"], "--steps must be an integer"),
+        (["run", "tiny", "--set", "wat=1"], "--set wat: unknown setting 'wat'"),
+        (["run", "tiny", "--set", "noequals"], "--set expects key=value"),
+        (["run", "tiny", "--lrr", "1"], "No such option: --lrr"),
+        (["run"], "Missing argument"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_leaves_no_folder(tmp_path, args, message):
+    result = invoke(*args, "--out", tmp_path / "results")
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("error: ") and message in result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.output
+    assert not (tmp_path / "results").exists()
+
+
+def test_malformed_toml_is_one_line_exit_2(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('experiment = "tiny"\nlr = [1, \n')
+    result = invoke("run", bad, "--out", tmp_path / "results")
+    assert result.exit_code == 2 and "bad.toml is not valid TOML" in result.stderr
+    assert result.stderr.count("\n") == 1 and not (tmp_path / "results").exists()
+
+
+def test_unwritable_results_folder_is_one_line_exit_2(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    result = invoke("run", "tiny", "--run-dir", blocker)
+    assert result.exit_code == 2 and "is not a directory" in result.stderr
+
+
+def test_list_shows_every_registered_name_with_its_help():
+    result = invoke("list")
+    assert result.exit_code == 0
+    for name in ("tiny", "mnist", "fashion-mnist", "gd", "momentum", "nesterov", "newton", "adagrad", "adadelta",
+                 "rmsprop", "adam", "constant", "anneal", "step", "exponential", "cosine", "inverse-time", "glorot", "he"):
+        assert name in result.stdout
+    assert "Kingma & Ba" in result.stdout
+
+
+@pytest.mark.parametrize("file", sorted((Path(__file__).parents[1] / "experiments").glob("tiny-*.toml")), ids=lambda p: p.stem)
+def test_every_tiny_experiment_file_runs_and_shows_its_point(tmp_path, file):
+    result = invoke("run", file, "--run-dir", tmp_path / file.stem, "-q")
+    assert result.exit_code == 0, result.output
+    record = results.read_metrics(tmp_path / file.stem)
+    summary, analysis = record["summary"], record["analysis"]
+    expected = {
+        "tiny-gd-slow": lambda: not summary["converged"] and summary["final_loss"] < 0.1185,
+        "tiny-gd-oscillates": lambda: summary["oscillating"],
+        "tiny-newton": lambda: summary["converged"] and analysis["critical_point"] == "minimum",
+        "tiny-newton-saddle": lambda: analysis["critical_point"] == "saddle",
+        "tiny-momentum": lambda: summary["final_loss"] < 0.1185,
+        "tiny-momentum-noisy": lambda: 0.1185 < summary["final_loss"] < 0.2,
+        "tiny-adam": lambda: summary["final_loss"] < 0.1185,
+    }[file.stem]
+    assert expected(), (summary, analysis)

@@ -1,0 +1,155 @@
+"""Each optimizer's first steps on the tiny problem against its textbook update, written out by hand."""
+
+import math
+
+import jax
+import numpy as np
+import pytest
+
+from optlab import config, optimizers
+from optlab.errors import ConfigError
+from optlab.experiments import tiny as tiny_experiment
+
+STEPS = 4
+START = (0.5, 1.5)
+
+
+def grad(w):
+    """∇C for C = (w1 w2 − 1.5)² + 0.04 (w1² + w2²), by hand."""
+    w1, w2 = w
+    r = w1 * w2 - 1.5
+    return np.array([2 * r * w2 + 0.08 * w1, 2 * r * w1 + 0.08 * w2])
+
+
+def hessian(w):
+    w1, w2 = w
+    off = 4 * w1 * w2 - 3.0
+    return np.array([[2 * w2**2 + 0.08, off], [off, 2 * w1**2 + 0.08]])
+
+
+def gd(eta):
+    def update(w, g, s, t):
+        return w - eta * g, s
+    return update
+
+
+def momentum(eta, alpha):  # the lecture's form: v ← α v − η g, θ ← θ + v
+    def update(w, g, v, t):
+        v = alpha * v - eta * g
+        return w + v, v
+    return update
+
+
+def nesterov(eta, alpha):  # optax's form of Nesterov: t ← g + α t; θ ← θ − η (g + α t)
+    def update(w, g, tr, t):
+        tr = g + alpha * tr
+        return w - eta * (g + alpha * tr), tr
+    return update
+
+
+def adagrad(eta, initial=0.1, eps=1e-7):
+    def update(w, g, s, t):
+        s = (initial if t == 0 else s) + g**2
+        return w - eta * g / np.sqrt(s + eps), s
+    return update
+
+
+def adadelta(eta, rho=0.9, eps=1e-6):
+    def update(w, g, s, t):
+        eg, ex = s if t else (0.0, 0.0)
+        eg = rho * eg + (1 - rho) * g**2
+        dx = np.sqrt(ex + eps) / np.sqrt(eg + eps) * g
+        ex = rho * ex + (1 - rho) * dx**2
+        return w - eta * dx, (eg, ex)
+    return update
+
+
+def rmsprop(eta, decay=0.9, eps=1e-8):
+    def update(w, g, nu, t):
+        nu = decay * nu + (1 - decay) * g**2
+        return w - eta * g / np.sqrt(nu + eps), nu
+    return update
+
+
+def adam(eta, b1=0.9, b2=0.999, eps=1e-8):
+    def update(w, g, s, t):
+        m, v = s if t else (0.0, 0.0)
+        m, v = b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g**2
+        m_hat, v_hat = m / (1 - b1 ** (t + 1)), v / (1 - b2 ** (t + 1))
+        return w - eta * m_hat / (np.sqrt(v_hat) + eps), (m, v)
+    return update
+
+
+def newton(eta):
+    def update(w, g, s, t):
+        return w - eta * np.linalg.solve(hessian(w), g), s
+    return update
+
+
+CASES = {
+    "gd": ({"lr": 0.2}, gd(0.2)),
+    "momentum": ({"lr": 0.05, "momentum": 0.8}, momentum(0.05, 0.8)),
+    "nesterov": ({"lr": 0.05, "momentum": 0.8}, nesterov(0.05, 0.8)),
+    "adagrad": ({"lr": 0.3}, adagrad(0.3)),
+    "adadelta": ({"lr": 1.0}, adadelta(1.0)),
+    "rmsprop": ({"lr": 0.01}, rmsprop(0.01)),
+    "adam": ({"lr": 0.1}, adam(0.1)),
+    "newton": ({"lr": 0.7}, newton(0.7)),
+}
+
+
+def by_hand(update, steps=STEPS):
+    w, state, path = np.array(START), 0.0, [np.array(START)]
+    for t in range(steps):
+        w, state = update(w, grad(w), state, t)
+        path.append(w)
+    return np.array(path)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_first_steps_match_the_textbook_update(name):
+    settings, update = CASES[name]
+    cfg = config.resolve([config.Layer(
+        {"experiment": "tiny", "optimizer": name, "steps": STEPS, "start": list(START), **settings}, "flag")])
+    history, *_ = tiny_experiment.simulate(cfg)
+    np.testing.assert_allclose(history["params"], by_hand(update), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(history["lr"][:-1], settings["lr"], rtol=1e-15)
+    np.testing.assert_allclose(history["grad_norm"][0], np.linalg.norm(grad(START)), rtol=1e-12)
+
+
+def test_every_registered_optimizer_is_checked_by_hand():
+    assert set(CASES) <= set(optimizers.OPTIMIZERS.names())
+    assert {"gd", "momentum", "nesterov", "newton", "adagrad", "adadelta", "rmsprop", "adam"} <= set(CASES)
+
+
+def test_schedules_reach_the_optimizer():
+    cfg = config.resolve([config.Layer(
+        {"experiment": "tiny", "optimizer": "gd", "lr": 0.2, "lr_schedule": "anneal", "steps": 4, "start": list(START)},
+        "flag")])
+    history, *_ = tiny_experiment.simulate(cfg)
+    # anneal, half the run: 2 steps at η, then linear decay η → 0 over the last 2 steps
+    np.testing.assert_allclose(history["lr"][:-1], [0.2, 0.2, 0.2, 0.1])
+    w = np.array(START)
+    for eta in (0.2, 0.2, 0.2, 0.1):
+        w = w - eta * grad(w)
+    np.testing.assert_allclose(history["params"][-1], w, rtol=1e-12)
+
+
+def test_dense_hessian_methods_refuse_large_problems_naming_size_and_memory():
+    optimizers.check_size("newton", 4096, 8)  # fits
+    optimizers.check_size("adam", 10**9, 4)  # first-order methods never refuse
+    with pytest.raises(ConfigError) as error:
+        optimizers.check_size("newton", 229_735, 4)
+    message = str(error.value)
+    assert "229,735 parameters" in message
+    assert "211.1 GB" in message  # 229,735² × 4 bytes
+
+
+def test_newton_transformation_takes_the_loss_through_value_fn():
+    with jax.enable_x64(True):
+        loss = lambda w: (w[0] * w[1] - 1.5) ** 2 + 0.04 * (w[0] ** 2 + w[1] ** 2)  # noqa: E731
+        w = jax.numpy.asarray(START)
+        tx = optimizers.newton(1.0)
+        updates, _ = tx.update(jax.grad(loss)(w), tx.init(w), w, value_fn=loss)
+        np.testing.assert_allclose(np.asarray(updates), -np.linalg.solve(hessian(START), grad(START)), rtol=1e-12)
+        assert math.isfinite(float(loss(w + updates)))

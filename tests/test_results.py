@@ -1,0 +1,103 @@
+"""Run folders: atomic writes, the metrics contract, reading old/new/corrupt files, params round trip."""
+
+import json
+import math
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from optlab import results
+from optlab.errors import ResultsError
+
+
+def record(**overrides):
+    base = {key: {} for key in results.REQUIRED_KEYS}
+    base.update(schema_version=results.SCHEMA_VERSION, run_id="r", status="completed", experiment="tiny")
+    return base | overrides
+
+
+def test_metrics_round_trip_with_arrays_and_non_finite_numbers(tmp_path):
+    history = {"loss": np.array([1.0, np.nan, np.inf]), "params": jnp.ones((2, 2)), "step": np.arange(2)}
+    results.write_metrics(tmp_path, record(history=history, summary={"x": np.float32(0.5), "ok": np.bool_(True)}))
+    back = results.read_metrics(tmp_path)
+    assert back["history"] == {"loss": [1.0, None, None], "params": [[1.0, 1.0], [1.0, 1.0]], "step": [0, 1]}
+    assert back["summary"] == {"x": 0.5, "ok": True}
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]  # no temporary file left behind
+
+
+def test_write_refuses_a_record_that_breaks_the_contract(tmp_path):
+    with pytest.raises(ValueError, match="lacks"):
+        results.write_metrics(tmp_path, {"status": "completed"})
+    with pytest.raises(ValueError, match="unknown status"):
+        results.write_metrics(tmp_path, record(status="done"))
+
+
+@pytest.mark.parametrize(
+    "text, reason",
+    [
+        ("", "empty file"),
+        ('{"schema_version": 1, "run_id": "r"', "not valid JSON"),
+        ("[1, 2]", "not an optlab metrics file"),
+        (json.dumps(record(schema_version=results.SCHEMA_VERSION + 1)), "written by a newer optlab"),
+        (json.dumps({"schema_version": 1, "run_id": "r"}), "incomplete metrics file"),
+    ],
+)
+def test_read_explains_what_is_wrong_naming_the_file(tmp_path, text, reason):
+    (tmp_path / "metrics.json").write_text(text)
+    with pytest.raises(ResultsError) as error:
+        results.read_metrics(tmp_path)
+    assert reason in str(error.value) and str(tmp_path / "metrics.json") in str(error.value)
+
+
+def test_older_schema_versions_are_read():
+    assert results.SCHEMA_VERSION >= 1
+
+
+def test_failed_write_leaves_the_old_file_intact(tmp_path):
+    results.write_metrics(tmp_path, record(run_id="first"))
+    with pytest.raises(TypeError):  # JSON cannot hold this object: nothing may be half-written
+        results.write_metrics(tmp_path, record(summary={"bad": object()}))
+    assert results.read_metrics(tmp_path)["run_id"] == "first"
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+def test_run_ids_are_unique_even_in_the_same_second():
+    ids = {results.new_run_id("tiny", "gd") for _ in range(200)}
+    assert len(ids) == 200 and all(i.startswith("tiny-gd-") for i in ids)
+
+
+def test_create_run_dir_probes_writability_and_refuses_to_clobber(tmp_path):
+    folder = results.create_run_dir(tmp_path / "a" / "b")
+    assert folder.is_dir() and not any(folder.iterdir())
+    (folder / "metrics.json").write_text("{}")
+    with pytest.raises(ResultsError, match="already exists"):
+        results.create_run_dir(folder)
+    assert not any(results.create_run_dir(folder, overwrite=True).iterdir())
+
+
+def test_params_round_trip_by_path(tmp_path):
+    params = [{"w": np.arange(6.0).reshape(2, 3), "b": np.zeros(2)}, {"w": np.ones((1, 2)), "b": np.array([math.pi])}]
+    results.save_params(tmp_path, params)
+    loaded = results.load_params(tmp_path)
+    assert set(loaded) == {"0/w", "0/b", "1/w", "1/b"}
+    np.testing.assert_array_equal(loaded["0/w"], params[0]["w"])
+    assert loaded["1/b"][0] == math.pi
+    with pytest.raises(ResultsError, match="no saved parameters"):
+        results.load_params(tmp_path / "nowhere")
+
+
+def test_find_runs_any_depth(tmp_path):
+    for path in ("a/r1", "a/b/c/r2", "r3"):
+        (tmp_path / path).mkdir(parents=True)
+        (tmp_path / path / "metrics.json").write_text("{}")
+    found = [p.relative_to(tmp_path).as_posix() for p in results.find_runs(tmp_path, tmp_path / "a")]
+    assert sorted(found) == ["a/b/c/r2", "a/r1", "r3"]
+
+
+def test_written_files_are_readable_by_others_as_the_umask_allows(tmp_path):
+    import os
+
+    results.write_metrics(tmp_path, record())
+    mode = (tmp_path / "metrics.json").stat().st_mode & 0o777
+    assert mode == 0o666 & ~results._UMASK and os.access(tmp_path / "metrics.json", os.R_OK)
