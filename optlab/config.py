@@ -162,7 +162,10 @@ def parse_sets(items: Iterable[str]) -> Layer:
 
 
 def read_toml(path: Path) -> Layer:
-    """An experiment file: flat `key = value` settings (the names of `optlab run --help`)."""
+    """An experiment file: flat `key = value` settings (the names of `optlab run --help`).
+
+    A `[sweep]` table, if present, is for `optlab sweep` and is left out here.
+    """
     try:
         data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -175,6 +178,7 @@ def read_toml(path: Path) -> Layer:
         raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
     except OSError as e:
         raise ConfigError(f"cannot read config file {path}: {e.strerror or e}") from None
+    data.pop("sweep", None)  # a grid for `optlab sweep`; a plain run uses the base settings
     tables = [k for k, v in data.items() if isinstance(v, dict)]
     if tables:
         raise ConfigError(f"config file {path}: unexpected table [{tables[0]}] (settings are flat key = value lines)")
@@ -194,9 +198,7 @@ def resolve(layers: Iterable[Layer]) -> RunConfig:
             if key not in FIELDS:
                 raise ConfigError(f"{layer.label(key)}: unknown setting {_suggest(key, FIELDS)}")
             given[key] = (raw, layer)
-    values = {key: _parse(key, raw, layer) for key, (raw, layer) in given.items()}
-
-    experiment_name = values.get("experiment", RunConfig.experiment)
+    experiment_name = _parse("experiment", *given["experiment"], name) if "experiment" in given else RunConfig.experiment
     experiment = EXPERIMENTS[experiment_name]
     for key, (_, layer) in given.items():
         if key not in COMMON_FIELDS and key not in experiment.fields:
@@ -204,6 +206,7 @@ def resolve(layers: Iterable[Layer]) -> RunConfig:
                 f"{layer.label(key)} does not apply to experiment {experiment_name!r} "
                 f"(its settings: {', '.join(experiment.fields)})"
             )
+    values = {key: _parse(key, raw, layer, experiment.parsers.get(key)) for key, (raw, layer) in given.items()}
     merged = {**experiment.defaults, **values}
     OPTIMIZERS.entry(merged.get("optimizer", RunConfig.optimizer))
     SCHEDULES.entry(merged.get("lr_schedule", RunConfig.lr_schedule))
@@ -214,9 +217,9 @@ def resolve(layers: Iterable[Layer]) -> RunConfig:
     return RunConfig(**merged)
 
 
-def _parse(key: str, raw: Any, layer: Layer) -> Any:
+def _parse(key: str, raw: Any, layer: Layer, parser: Callable[[Any], Any] | None = None) -> Any:
     try:
-        return FIELDS[key].metadata["parse"](raw)
+        return (parser or FIELDS[key].metadata["parse"])(raw)
     except ValueError as e:
         shown = raw if isinstance(raw, str) else repr(raw)
         raise ConfigError(f"{layer.label(key)} {e}, got {shown!r}") from None

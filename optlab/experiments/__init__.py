@@ -53,6 +53,7 @@ class Experiment:
     defaults: Mapping[str, Any] = field(default_factory=dict)
     default_lrs: Mapping[str, float] = field(default_factory=dict)  # per optimizer, overriding its own
     check: Callable[[dict], None] = lambda settings: None  # cross-field checks on the merged settings
+    parsers: Mapping[str, Callable[[Any], Any]] = field(default_factory=dict)  # per-field parsers overriding config's
 
 
 EXPERIMENTS: Registry[Experiment] = Registry("experiment")
