@@ -15,3 +15,11 @@ class DataError(OptlabError):
 
 class ResultsError(OptlabError):
     """A results folder that cannot be written or read."""
+
+
+class Interrupted(OptlabError):
+    """Ctrl-C or SIGTERM stopped a run; its folder holds everything up to the last finished epoch."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code

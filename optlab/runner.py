@@ -8,11 +8,16 @@ exists and is valid: status "running" (rewritten after every epoch), then "compl
 
 from __future__ import annotations
 
+import signal
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 from optlab import config, progress, results
 from optlab.config import RunConfig
+from optlab.errors import Interrupted
 from optlab.experiments import EXPERIMENTS, Progress, RunContext
 
 
@@ -47,10 +52,12 @@ def run(cfg: RunConfig, quiet: bool = False, overwrite: bool = False, bar: Progr
         results.write_metrics(run_dir, record)
 
     try:
-        outcome = job(RunContext(run_dir, bar or progress.for_terminal(quiet), checkpoint))
+        with _sigterm_as_keyboard_interrupt() as received:
+            outcome = job(RunContext(run_dir, bar or progress.for_terminal(quiet), checkpoint))
     except KeyboardInterrupt:
         results.write_metrics(run_dir, record | {"status": "interrupted"})
-        raise
+        name, code = ("SIGTERM", 143) if received else ("interrupted (Ctrl-C)", 130)
+        raise Interrupted(f"{name}: the run stopped; what it finished is in {run_dir}", code) from None
     except BaseException as e:
         results.write_metrics(run_dir, record | {"status": "failed", "error": f"{type(e).__name__}: {e}"})
         raise
@@ -59,6 +66,29 @@ def run(cfg: RunConfig, quiet: bool = False, overwrite: bool = False, bar: Progr
     results.save_params(run_dir, outcome.params)
     results.write_metrics(run_dir, record)
     return RunOutcome(run_dir, outcome.status, record, outcome.notes)
+
+
+@contextmanager
+def _sigterm_as_keyboard_interrupt() -> Iterator[list]:
+    """Let SIGTERM (a scheduler or `kill`) stop a run the way Ctrl-C does, so both are recorded.
+
+    Python runs the handler between bytecodes, so the compiled epoch in flight finishes first.
+    Yields a list that is non-empty once SIGTERM arrived.
+    """
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received  # signal handlers can only be set from the main thread
+        return
+
+    def handler(signum, frame):
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def run_file(path: Path, results_root: Path, quiet: bool = True) -> RunOutcome:

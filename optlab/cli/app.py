@@ -23,7 +23,7 @@ class OneLineErrors(TyperGroup):
         except TyperException as e:  # usage errors: unknown option, missing argument, bad choice
             fail(e.format_message(), e.exit_code or EXIT_USAGE, standalone_mode, e)
         except OptlabError as e:
-            fail(str(e), EXIT_USAGE, standalone_mode, e)
+            fail(str(e), getattr(e, "exit_code", EXIT_USAGE), standalone_mode, e)
         except (typer.Abort, KeyboardInterrupt) as e:
             fail("interrupted", EXIT_INTERRUPTED, standalone_mode, e)
         if not standalone_mode:
