@@ -83,7 +83,11 @@ def full_batch_run(loss: Loss, make_tx: MakeTx, steps: int) -> Callable:
 
 def init_state(make_tx: MakeTx, params, hp: dict, key: jax.Array) -> TrainState:
     noise_key, key = jax.random.split(key)
-    return TrainState(params, make_tx(hp, noise_key).init(params), key)
+    opt_state = make_tx(hp, noise_key).init(params)
+    # inject_hyperparams keeps constant hyperparameters as the very arrays of `hp`; copy them so
+    # that donating the state to an epoch does not also donate (and invalidate) `hp`.
+    opt_state = jax.tree.map(lambda x: x.copy() if isinstance(x, jax.Array) else x, opt_state)
+    return TrainState(params, opt_state, key)
 
 
 def epoch_fn(loss: Loss, make_tx: MakeTx, n_train: int, batch_size: int) -> Callable:

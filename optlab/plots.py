@@ -219,12 +219,13 @@ def learning_curves(path: str | Path, history: Mapping[str, Sequence[float]], ti
     fig = _figure(14.0, 4.0)
     ax_loss, ax_err, ax_lr = fig.subplots(1, 3)
     for ax, kind, scale in ((ax_loss, "loss", 1.0), (ax_err, "error", 100.0)):
-        for split, style in (("train", "-"), ("test", "--")):
-            v = series(f"{split}_{kind}", scale)
-            if v is not None:
-                ax.plot(epoch, _masked(v, True), style, lw=1.8, label=split)
+        lines = [(split, style, series(f"{split}_{kind}", scale)) for split, style in (("train", "-"), ("test", "--"))]
+        lines = [(split, style, v) for split, style, v in lines if v is not None]
+        logy = any(np.any(np.isfinite(v) & (v > 0)) for _, _, v in lines)  # all-zero errors: linear axis
+        for split, style, v in lines:
+            ax.plot(epoch, _masked(v, logy), style, lw=1.8, label=split)
         if ax.lines:
-            ax.set_yscale("log")
+            ax.set_yscale("log" if logy else "linear")
             ax.legend(fontsize="small")
         ax.grid(True, which="both", alpha=0.25)
     test_err = series("test_error", 100.0)

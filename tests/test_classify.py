@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from optlab import config, datasets, results, runner
 from optlab.cli import app
-from optlab.idx import write_idx
+from optlab.idx import read_idx, write_idx
 from optlab.problems import mlp
 
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
@@ -69,11 +69,14 @@ def fixture_dir(tmp_path_factory) -> Path:
     return write_fixture(tmp_path_factory.mktemp("bars"))
 
 
-@pytest.fixture(autouse=True)
-def no_outside_data(tmp_path, monkeypatch):
+@pytest.fixture(scope="module", autouse=True)
+def no_outside_data(tmp_path_factory):
     """Only --data-dir (or what a test sets) is searched: no $OPTLAB_DATA, an empty cache."""
-    monkeypatch.delenv(datasets.ENV_VAR, raising=False)
-    monkeypatch.setattr(datasets, "cache_root", lambda: tmp_path / "empty-cache")
+    empty = tmp_path_factory.mktemp("empty-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv(datasets.ENV_VAR, raising=False)
+        patch.setattr(datasets, "cache_root", lambda: empty)
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -153,9 +156,6 @@ def test_same_seed_gives_bit_identical_history_and_another_seed_does_not(trained
     assert other.record["history"]["train_loss"] != trained.record["history"]["train_loss"]
 
 
-@pytest.mark.xfail(strict=True, reason="engine.init_state stores hp['lr'] itself in the opt state (optax "
-                   "inject_hyperparams with a constant schedule), which epoch_fn donates and is passed hp again: "
-                   "'Attempt to use a buffer that was previously donated'. Remove this mark with the fix.")
 def test_constant_schedule_run_completes_with_lr_eta_every_epoch(fixture_dir, tmp_path):
     outcome = run_quietly(resolve(data_dir=fixture_dir, run_dir=tmp_path / "constant", lr_schedule="constant", epochs=2))
     assert outcome.status == "completed"
@@ -204,6 +204,17 @@ def truncated(folder: Path) -> Path:
     return folder
 
 
+def truncated_raw(folder: Path) -> Path:
+    write_fixture(folder)
+    gz = folder / "train-images-idx3-ubyte.gz"
+    images = read_idx(gz)
+    gz.unlink()
+    write_idx(folder / "train-images-idx3-ubyte", images)
+    raw = folder / "train-images-idx3-ubyte"
+    raw.write_bytes(raw.read_bytes()[:-100])  # the header still promises 240 × 28 × 28 pixels
+    return folder
+
+
 def mismatched(folder: Path) -> Path:
     write_fixture(folder)
     write_idx(folder / "train-labels-idx1-ubyte.gz", np.zeros(N_TRAIN - 1, np.uint8))
@@ -211,13 +222,16 @@ def mismatched(folder: Path) -> Path:
 
 
 BAD_INPUT = [
-    ("batch larger than the training set", ["--batch-size", "500"], None, ["--batch-size 500", "240"]),
-    ("batch larger than the subset", ["--set", "train_subset=30", "--batch-size", "40"], None, ["--batch-size 40", "30"]),
-    ("zero batch size", ["--batch-size", "0"], None, ["--batch-size", "0"]),
-    ("a zero-width layer", ["--hidden", "225,0"], None, ["--hidden", "225,0"]),
-    ("a non-numeric width", ["--hidden", "abc"], None, ["--hidden", "abc"]),
-    ("newton on the MLP", ["--opt", "newton", "--hidden", "225,225"], None, ["229,735", "211.1 GB"]),
-    ("a truncated file", [], truncated, ["train-images-idx3-ubyte.gz"]),
+    ("batch larger than the training set", ["--batch-size", "500"], None, ["--batch-size 500", "(240 images)"]),
+    ("batch larger than the subset", ["--set", "train_subset=30", "--batch-size", "40"], None,
+     ["--batch-size 40", "(30 images)"]),
+    ("zero batch size", ["--batch-size", "0"], None, ["--batch-size must be an integer from 1", "got '0'"]),
+    ("a zero-width layer", ["--hidden", "225,0"], None, ["--hidden must be", "got '225,0'"]),
+    ("a non-numeric width", ["--hidden", "abc"], None, ["--hidden must be", "got 'abc'"]),
+    # 785·225 + 226·225 + 226·10 = 229,735 weights; a float32 Hessian of them is 229,735² × 4 B = 211.1 GB
+    ("newton on the MLP", ["--opt", "newton", "--hidden", "225,225"], None, ["--opt newton", "229,735 parameters", "211.1 GB"]),
+    ("a truncated gzip file", [], truncated, ["train-images-idx3-ubyte.gz: corrupt gzip data"]),
+    ("a truncated raw file", [], truncated_raw, ["train-images-idx3-ubyte", "truncated"]),
     ("labels and images disagree", [], mismatched, ["240 images", "239 labels"]),
 ]
 

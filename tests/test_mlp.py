@@ -228,13 +228,6 @@ def copy_tree(tree):
     return jax.tree.map(jnp.copy, tree)  # epoch_fn donates its state: keep our own copy
 
 
-def fresh(hp: dict) -> dict:
-    # A copy of hp for init_state: with a constant schedule optax.inject_hyperparams stores hp["lr"]
-    # itself in the optimizer state, which epoch_fn donates, so passing the same hp again fails
-    # (see test_classify.py::test_constant_schedule_run_completes). These tests are about the maths.
-    return copy_tree(hp)
-
-
 def count_of(opt_state) -> int:
     return int(opt_state.count)  # optax.inject_hyperparams counts the updates it has made
 
@@ -246,7 +239,7 @@ def test_epoch_with_one_full_batch_is_one_gradient_step():
     expected_loss, expected_grad = loss_and_grad(params, (images, labels), KEY)
     expected = jax.tree.map(lambda p, g: p - lr * g, params, expected_grad)
 
-    state = engine.init_state(gd_make_tx, copy_tree(params), fresh(hp), jax.random.key(21))
+    state = engine.init_state(gd_make_tx, copy_tree(params), hp, jax.random.key(21))
     state, mean_loss, last_lr = engine.epoch_fn(mlp.loss, gd_make_tx, n, n)(state, hp, images, labels)
     for got, want in zip(jax.tree.leaves(state.params), jax.tree.leaves(expected)):
         np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-6)
@@ -261,7 +254,7 @@ def test_epoch_with_several_batches_matches_a_hand_loop_over_the_same_shuffle():
     n, batch_size, lr = 50, 8, 0.2  # 6 full batches; the last 2 images of the shuffle are dropped
     images, labels, params = small_problem(n, seed=22)
     hp = {"lr": jnp.float32(lr)}
-    state = engine.init_state(gd_make_tx, copy_tree(params), fresh(hp), jax.random.key(23))
+    state = engine.init_state(gd_make_tx, copy_tree(params), hp, jax.random.key(23))
     start_key = state.key
 
     # what epoch_fn does with the key: (next key, shuffle key, per-step keys)
