@@ -23,7 +23,8 @@ from urllib.parse import quote
 
 import numpy as np
 
-from optlab.compare import RUN_SPECIFIC_KEYS, Row, Run, Skipped, markdown_table, table_cells
+from optlab.compare import RUN_SPECIFIC_KEYS, Row, Run, Skipped
+from optlab.tables import markdown_table, table_cells
 from optlab.errors import ConfigError
 from optlab.results import write_atomic
 

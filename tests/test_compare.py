@@ -13,6 +13,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from optlab import compare as cmp
+from optlab import tables
 from optlab.cli import app
 from optlab.errors import ConfigError, ResultsError
 
@@ -157,9 +158,9 @@ def test_group_by_seed_folds_seeds_but_not_configs(results: Path) -> None:
     assert mnist.values["test_error"].std == pytest.approx(0.001 * math.sqrt(2))
     assert mnist.values["time_to_target_s"] == cmp.Stat(30.0, None, 1)
     assert adam.values["final_loss"] == cmp.Stat(0.5, None, 1)
-    assert cmp.cells(gd)[:6] == ["tiny-gd-s0 (+2)", "tiny", "gd", "0.25 constant", "0,1,2", "3"]
-    assert "2.333 ± 1.528" in cmp.cells(gd)
-    assert "30s (1 of 2)" in cmp.cells(mnist)  # mean over the one seed that reached the target
+    assert tables.cells(gd)[:6] == ["tiny-gd-s0 (+2)", "tiny", "gd", "0.25 constant", "0,1,2", "3"]
+    assert "2.333 ± 1.528" in tables.cells(gd)
+    assert "30s (1 of 2)" in tables.cells(mnist)  # mean over the one seed that reached the target
 
 
 def test_a_group_lists_its_seeds_numerically(tmp_path: Path, write_run) -> None:
@@ -167,7 +168,7 @@ def test_a_group_lists_its_seeds_numerically(tmp_path: Path, write_run) -> None:
         write_run(tmp_path, run_id=f"run-{seed}", seed=seed)
     runs, _ = cmp.load_runs([tmp_path])
     (row,) = cmp.group_by_seed(cmp.make_rows(runs))
-    assert row.values["seed"] == [2, 10] and cmp.cells(row)[4] == "2,10"
+    assert row.values["seed"] == [2, 10] and tables.cells(row)[4] == "2,10"
 
 
 # ----------------------------------------------------------------------------- formats
@@ -231,7 +232,7 @@ def test_table_shows_every_run_fits_the_terminal_and_reports_skips_once(results:
     assert len(skips) == 3 and sum("corrupt" in s for s in skips) == 1
     runs, _ = cmp.load_runs([results])
     console = Console(width=72, record=True, file=io.StringIO())
-    console.print(cmp.render(cmp.make_rows(runs), "table"))
+    console.print(tables.render(cmp.make_rows(runs), "table"))
     assert max(len(line) for line in console.export_text().splitlines()) <= 72
 
 

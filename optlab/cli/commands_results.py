@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from optlab import compare as cmp
+from optlab import tables
 from optlab.cli.app import app
 from optlab.errors import ConfigError, OptlabError, ResultsError
 
@@ -90,7 +91,7 @@ def compare(
     """
     rows, _ = _select(paths, where, group, sort, descending)
     console = Console()
-    rendered = cmp.render(rows, fmt.value, width=console.width)
+    rendered = tables.render(rows, fmt.value, width=console.width)
     if isinstance(rendered, str):
         typer.echo(rendered, nl=False)
     else:
