@@ -93,7 +93,7 @@ def compare(
     console = Console()
     rendered = tables.render(rows, fmt.value, width=console.width)
     if isinstance(rendered, str):
-        typer.echo(rendered, nl=False)
+        typer.echo(rendered, nl=not rendered.endswith("\n"))
     else:
         console.print(rendered)
     if figures:
