@@ -63,9 +63,9 @@ def run_command(
     layers += [config.parse_sets(sets), config.Layer(flags, "flag")]
     outcome = runner.run(config.resolve(layers), quiet=quiet, overwrite=overwrite)
     for note in outcome.notes:
-        stderr.print(f"[yellow]note:[/] {note}")
+        stderr.print(f"[yellow]note:[/] {note}", soft_wrap=True)
     if not quiet:
-        stdout.print(summary_line(outcome.record))
+        stdout.print(summary_line(outcome.record), soft_wrap=True)
     print(outcome.run_dir)
     if outcome.status != "completed":
         raise typer.Exit(EXIT_DIVERGED)
