@@ -1,7 +1,9 @@
 """Pure functions of (loss, params): curvature and the kind of critical point.
 
 The exact Hessian is for small problems (it is n × n); `jax.hessian` forms it from
-forward-over-reverse differentiation of the loss.
+forward-over-reverse differentiation of the loss. For networks, `hessian_spectrum` uses
+only Hessian-vector products (optlab.hvp): Lanczos for the extreme eigenvalues, Hutchinson
+for the trace, stochastic Lanczos quadrature for the density.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
+
+from optlab import hvp, lanczos, spectrum
 
 GRAD_TOL = 1e-6  # a point with a smaller gradient norm counts as critical
 EIG_TOL = 1e-9  # eigenvalues smaller than this in magnitude count as zero
@@ -88,3 +92,77 @@ def find_critical_points(
         if kind != "not-critical":
             found.append((kind, (float(point[0]), float(point[1]))))
     return sorted(found, key=lambda item: item[1])
+
+
+# ---- networks: the spectrum from Hessian-vector products --------------------------------------
+
+EXACT_LIMIT = 1500  # up to this many parameters the Hessian is formed and diagonalised exactly
+LAYER_ORDER = 40  # Lanczos steps for each layer's top eigenvalue: the top one converges first
+
+
+def _extremes(op, k: int, key, order: int | None) -> tuple[np.ndarray, np.ndarray, str]:
+    """Bottom-k ascending, top-k descending, and how they were found."""
+    if op.n <= EXACT_LIMIT:
+        values = np.asarray(jnp.linalg.eigvalsh(hvp.dense(op)))
+        return values[:k], values[::-1][:k], "exact"
+    bottom, top = lanczos.extreme_eigenvalues(op.matvec, op.n, k, key, op.dtype, order)
+    return np.asarray(bottom), np.asarray(top), "lanczos"
+
+
+def hessian_spectrum(loss: Callable, params, *, k: int = 20, probes: int = 10, order: int | None = None,
+                     seed: int = 0) -> dict:
+    """What the Hessian of `loss` (params -> scalar) says at `params`, without forming it when large.
+
+    The k extreme eigenvalues (Lanczos with full reorthogonalisation, or exact up to
+    EXACT_LIMIT parameters), tr H by Hutchinson, the density by stochastic Lanczos quadrature,
+    the negative eigenvalues' share, and for a list of layers each layer's own top eigenvalue.
+    """
+    op = hvp.hessian_operator(loss, params)
+    if not 1 <= k <= op.n:
+        raise ValueError(f"asked for {k} eigenvalues but the problem has {op.n} parameters")
+    keys = jax.random.split(jax.random.key(seed), 4)
+    bottom, top, method = _extremes(op, k, keys[0], order)
+    if method == "exact":
+        values = np.asarray(jnp.linalg.eigvalsh(hvp.dense(op)), np.float64)
+        q = spectrum.Quadrature(values[None], np.full((1, op.n), 1.0 / op.n))
+        trace, trace_stderr = float(values.sum()), 0.0
+    else:
+        slq_order = order or lanczos.default_order(op.n, k)
+        q = spectrum.slq(op.matvec, op.n, slq_order, probes, keys[1], op.dtype)
+        trace, trace_stderr = spectrum.hutchinson_trace(op.matvec, op.n, max(probes, 2), keys[2], op.dtype)
+    grid, phi = spectrum.density(q)
+    grad_norm = gradient_norm(loss, params)
+    lam_max = float(top[0])
+    report = {
+        "method": method,
+        "n_params": op.n,
+        "loss": float(loss(params)),
+        "grad_norm": grad_norm,
+        "top_eigenvalues": top.tolist(),
+        "bottom_eigenvalues": bottom.tolist(),
+        "lambda_max": lam_max,
+        "lambda_min": float(bottom[0]),
+        # plain gradient descent is stable near here only for η < 2/λmax
+        "gd_max_stable_lr": 2.0 / lam_max if lam_max > EIG_TOL else None,
+        "trace": trace,
+        "trace_stderr": trace_stderr,
+        **spectrum.negative_share(q),
+        "critical_point": classify(grad_norm, np.array([bottom[0], lam_max])),
+        "density": {"eigenvalue": grid.tolist(), "density": phi.tolist()},
+    }
+    if isinstance(params, (list, tuple)) and len(params) > 1:
+        report["layer_lambda_max"] = [
+            float(_extremes(block, 1, jax.random.fold_in(keys[3], i), LAYER_ORDER)[1][0])
+            for i, block in enumerate(hvp.block_operators(loss, params))
+        ]
+    return report
+
+
+def analyze_params(loss: Callable, params, batch, data: str, **options) -> dict:
+    """`hessian_spectrum` of `loss(params, batch, key)` on a fixed data subset `batch`.
+
+    `data` says in words which subset it is ("the first 1,000 mnist training images"); it is
+    stored with the numbers, since the spectrum depends on it. `loss` must be deterministic
+    (no input noise or dropout): the same key is passed every time.
+    """
+    return {"data": data, **hessian_spectrum(hvp.bind_data(loss, batch, jax.random.key(0)), params, **options)}

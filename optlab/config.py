@@ -84,9 +84,39 @@ def number_list(item: Callable[[Any], Any], length: int | None, wants: str) -> C
     return parse
 
 
+def int_range(raw: Any, low: int, high: int) -> tuple[int, ...]:
+    """`5`, `2,5,10` or `2..20` (inclusive) -> a tuple of integers in [low, high]."""
+    wants = f"integers from {low} to {high:,}: a list 2,5,10 or a range 2..20"
+    text = ",".join(map(str, raw)) if isinstance(raw, (list, tuple)) else str(raw)
+    first, dots, last = text.partition("..")
+    try:
+        values = tuple(range(int(first), int(last) + 1)) if dots else tuple(_number(x, int) for x in text.split(","))
+    except (TypeError, ValueError):
+        raise ValueError(f"must be {wants}") from None
+    if not values or not all(low <= v <= high for v in values):
+        raise ValueError(f"must be {wants}")
+    return values
+
+
 finite = checked(float, math.isfinite, "a finite number")
 start_point = number_list(finite, 2, "two finite numbers W1,W2 (e.g. --start 0.5,2)")
 layer_sizes = number_list(count(100_000), None, "comma-separated positive layer widths (e.g. --hidden 225,225)")
+
+
+def optional_positive(raw: Any) -> float | None:
+    """None (unset) or a positive finite number: for settings whose absence means "off"."""
+    return None if raw is None else positive(raw)
+
+
+def boolean(raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in ("true", "on", "yes", "1"):
+        return True
+    if text in ("false", "off", "no", "0"):
+        return False
+    raise ValueError("must be true or false")
 
 
 # ---- the config -------------------------------------------------------------------------------
@@ -105,6 +135,10 @@ class RunConfig:
     momentum: float = field(default=0.9, metadata={"parse": unit_interval, "help": "momentum α of momentum/nesterov"})
     seed: int = field(default=0, metadata={"parse": seed_int, "help": "random seed"})
     grad_noise: float = field(default=0.0, metadata={"parse": non_negative, "help": "σ of N(0, σ²) noise added to gradients"})
+    # second-order optimizers
+    damping: float | None = field(default=None, metadata={"parse": optional_positive, "help": "λ in H + λI: newton/saddle-free (default none), hessian-free's initial λ (default 1)"})
+    line_search: bool = field(default=False, metadata={"parse": boolean, "help": "newton/saddle-free: backtrack η, η/2, … until C decreases (Armijo)"})
+    cg_iters: int = field(default=10, metadata={"parse": count(10_000), "help": "hessian-free: conjugate-gradient steps per update"})
     # the tiny 2-weight problem
     steps: int = field(default=100, metadata={"parse": count(100_000), "help": "number of updates"})
     start: tuple[float, float] = field(default=(0.5, 1.5), metadata={"parse": start_point, "help": "starting point W1,W2"})
@@ -119,7 +153,12 @@ class RunConfig:
     weight_decay: float = field(default=0.0, metadata={"parse": non_negative, "help": "L2 penalty (λ/2)‖W‖² on the weights"})
     target_error: float = field(default=0.012, metadata={"parse": fraction, "help": "test error for time_to_target_s"})
     train_subset: int | None = field(default=None, metadata={"parse": count(10_000_000), "help": "train on the first N images only"})
+    checkpoint_every: int | None = field(default=None, metadata={"parse": count(100_000), "help": "save a checkpoint every N epochs (default: whenever 5 s have passed)"})
+    analyze: tuple[int, ...] | None = field(default=None, metadata={"parse": number_list(count(100_000), None, "comma-separated epochs (e.g. --analyze 1,10,50)"), "help": "Hessian spectrum after these epochs"})
     data_dir: str | None = field(default=None, metadata={"parse": optional_path, "help": "folder with the dataset files"})
+    # the signals experiment (its --init and --init-scale take lists)
+    depth: tuple[int, ...] = field(default=(2, 5, 10, 20), metadata={"parse": lambda raw: int_range(raw, 1, 1000), "help": "signals: network depths, a list or a range A..B"})
+    width: int = field(default=256, metadata={"parse": count(100_000), "help": "signals: width of every hidden layer"})
     # where results go
     out: str = field(default="results", metadata={"parse": name, "help": "results root folder"})
     run_dir: str | None = field(default=None, metadata={"parse": optional_path, "help": "exact output folder"})
@@ -132,7 +171,7 @@ class RunConfig:
 FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(RunConfig)}
 # Settings that concern every experiment; each experiment lists the rest that apply to it.
 COMMON_FIELDS = ("experiment", "optimizer", "lr", "lr_schedule", "anneal_fraction", "lr_decay",
-                 "momentum", "seed", "grad_noise", "out", "run_dir")
+                 "momentum", "seed", "grad_noise", "damping", "line_search", "cg_iters", "out", "run_dir")
 
 
 @dataclass(frozen=True)

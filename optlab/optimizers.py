@@ -22,7 +22,7 @@ import optax
 
 from optlab.errors import ConfigError
 from optlab.registry import Registry
-from optlab.second_order import newton as newton_transform
+from optlab import second_order
 
 
 @dataclass(frozen=True)
@@ -60,9 +60,22 @@ def nesterov(learning_rate, momentum):
     return optax.sgd(learning_rate, momentum=momentum, nesterov=True)
 
 
-@optimizer("newton", "Newton's method θ ← θ − η H⁻¹∇C with the exact Hessian (small problems)", 1.0, dense_hessian=True)
-def newton(learning_rate):
-    return newton_transform(learning_rate)
+@optimizer("newton", "Newton's method θ ← θ − η (H + λI)⁻¹∇C, exact Hessian (--damping λ, --line-search)", 1.0,
+           ("damping", "line_search"), dense_hessian=True)
+def newton(learning_rate, damping=0.0, line_search=False):
+    return second_order.newton(learning_rate, damping, line_search)
+
+
+@optimizer("saddle-free-newton", "saddle-free Newton (Dauphin et al., 2014): θ ← θ − η (|H| + λI)⁻¹∇C, repelled by saddles",
+           1.0, ("damping", "line_search"), dense_hessian=True)
+def saddle_free_newton(learning_rate, damping=0.0, line_search=False):
+    return second_order.saddle_free_newton(learning_rate, damping, line_search)
+
+
+@optimizer("hessian-free", "Hessian-free (Martens, 2010): truncated CG on H-vector products, λ adapted (--cg-iters)",
+           1.0, ("damping", "cg_iters"))
+def hessian_free(learning_rate, damping=1.0, cg_iters=10):
+    return second_order.hessian_free(learning_rate, damping, cg_iters)
 
 
 @optimizer("adagrad", "Adagrad (Duchi et al., 2011): η scaled by the root of the summed squared gradients", 0.01)
@@ -99,12 +112,23 @@ def build(
     the program entirely.
     """
     spec = OPTIMIZERS[name]
-    tx = optax.inject_hyperparams(spec.factory)(
-        learning_rate=schedule, **{k: hyperparams[k] for k in spec.hyperparams}
-    )
+    # A hyperparameter left out (or None: "not set") takes the factory's own default.
+    given = {k: hyperparams[k] for k in spec.hyperparams if hyperparams.get(k) is not None}
+    tx = optax.inject_hyperparams(spec.factory)(learning_rate=schedule, **given)
     if grad_noise is None:
         return tx
     return optax.chain(optax.add_noise(grad_noise**2, 0.0, key), tx)
+
+
+def hyperparams(cfg, dtype) -> dict[str, jax.Array]:
+    """The traced hyperparameters of a run: lr, momentum, grad_noise and the optimizer's own
+    (damping, line_search, cg_iters, …), as arrays; settings left unset (None) are left out."""
+    import jax.numpy as jnp
+
+    names = ("lr", "momentum", "grad_noise", *OPTIMIZERS[cfg.optimizer].hyperparams)
+    values = {k: getattr(cfg, k) for k in dict.fromkeys(names) if getattr(cfg, k) is not None}
+    kinds = {bool: bool, int: jnp.int32}
+    return {k: jnp.asarray(v, kinds.get(type(v), dtype)) for k, v in values.items()}
 
 
 def check_size(name: str, n_params: int, itemsize: int) -> None:

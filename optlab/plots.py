@@ -380,3 +380,64 @@ def heatmap(path: str | Path, values: np.ndarray, row_labels: Sequence[str], col
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     return _save(fig, path)
 
+
+
+# ----------------------------------------------------------------------------- curvature and signals
+
+
+def signals(path: str | Path, lines: Sequence[tuple[str, np.ndarray, np.ndarray]], title: str = "") -> Path:
+    """Two panels against the hidden layer index on a log axis: activation std (forward) and
+    gradient norm at the pre-activations (backward); one line (label, std, grad) per init."""
+    fig = _figure(11.0, 4.5)
+    forward, backward = fig.subplots(1, 2)
+    for i, (label, std, grad) in enumerate(lines):
+        std, grad = _floats(std), _floats(grad)
+        layers = np.arange(1, len(std) + 1)
+        forward.plot(layers, _masked(std, True), marker=".", color=f"C{i % 10}", label=label)
+        backward.plot(layers, _masked(grad, True), marker=".", color=f"C{i % 10}", label=label)
+    forward.set(xlabel="hidden layer", ylabel="activation std", yscale="log", title="forward")
+    backward.set(xlabel="hidden layer", ylabel="‖∂C/∂z‖", yscale="log", title="backward")
+    for ax in (forward, backward):
+        ax.grid(True, which="major", alpha=0.3)
+    forward.legend(fontsize="small")
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def spectral_density(path: str | Path, eigenvalue: Sequence[float], density: Sequence[float],
+                     top: Sequence[float] = (), title: str = "") -> Path:
+    """The Hessian's eigenvalue density on a log axis (its bulk is near 0, its outliers orders of
+    magnitude thinner), with the Lanczos top eigenvalues marked."""
+    x, y = _floats(eigenvalue), _floats(density)
+    fig = _figure(7.0, 4.5)
+    ax = fig.add_subplot()
+    positive = y[np.isfinite(y) & (y > 0)]
+    floor = max(float(positive.max()) * 1e-8, float(positive.min())) if positive.size else 1e-12
+    ax.semilogy(x, np.where(np.isfinite(y) & (y > floor), y, floor), color="C0")
+    for value in _floats(top):
+        ax.axvline(value, color="C3", lw=0.6, alpha=0.5)
+    ax.axvline(0.0, color="black", lw=0.8, ls=":")
+    ax.set(xlabel="eigenvalue", ylabel="density", title=title)
+    ax.grid(True, which="major", alpha=0.3)
+    return _save(fig, path)
+
+
+def edge_of_stability(path: str | Path, epochs: Sequence[float], lambda_max: Sequence[float],
+                      lr: Sequence[float], title: str = "") -> Path:
+    """λmax of the Hessian and 2/λmax against the learning rate η over training: gradient descent
+    on a quadratic is stable only while η < 2/λmax ("edge of stability", Cohen et al., 2021)."""
+    e, lam, eta = _floats(epochs), _floats(lambda_max), _floats(lr)
+    fig = _figure(7.0, 4.5)
+    ax = fig.add_subplot()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ax.semilogy(e, _masked(2 / lam, True), marker="o", color="C0", label="2 / λmax")
+    ax.semilogy(e, _masked(eta, True), marker=".", color="C3", label="learning rate η")
+    twin = ax.twinx()
+    twin.semilogy(e, _masked(lam, True), ls="--", color="C2", label="λmax")
+    twin.set_ylabel("λmax")
+    ax.set(xlabel="epoch", ylabel="step size", title=title)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(loc="upper left", fontsize="small")
+    twin.legend(loc="upper right", fontsize="small")
+    return _save(fig, path)

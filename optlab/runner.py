@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from optlab import config, progress, results
+from optlab import checkpoint, config, progress, results
 from optlab.config import RunConfig
-from optlab.errors import Interrupted
+from optlab.errors import Interrupted, ResultsError
 from optlab.experiments import EXPERIMENTS, Progress, RunContext
 
 
@@ -30,6 +30,7 @@ class RunOutcome:
 
 
 def run(cfg: RunConfig, quiet: bool = False, overwrite: bool = False, bar: Progress | None = None) -> RunOutcome:
+    """Run `cfg` into a new folder (OUT/RUN_ID, or exactly --run-dir)."""
     job = EXPERIMENTS[cfg.experiment].prepare(cfg)
     run_id = Path(cfg.run_dir).name if cfg.run_dir else results.new_run_id(cfg.experiment, cfg.optimizer)
     run_dir = results.create_run_dir(Path(cfg.run_dir) if cfg.run_dir else Path(cfg.out) / run_id, overwrite)
@@ -45,19 +46,50 @@ def run(cfg: RunConfig, quiet: bool = False, overwrite: bool = False, bar: Progr
         "analysis": {},
         "figures": {},
     }
+    return _execute(job, run_dir, record, bar or progress.for_terminal(quiet), resume=False)
+
+
+def resume(run_dir: Path, quiet: bool = False, bar: Progress | None = None) -> RunOutcome:
+    """Continue an interrupted or killed run from its last checkpoint, in its own folder.
+
+    The settings come from the run's metrics.json, so the result is the one the uninterrupted
+    run would have given.
+    """
+    run_dir = Path(run_dir)
+    record = results.read_metrics(run_dir)
+    if record["status"] == "completed":
+        raise ResultsError(f"{run_dir}: the run has completed; there is nothing to resume")
+    settings = {k: v for k, v in record["config"].items() if v is not None}  # None: the default
+    cfg = config.resolve([config.Layer(settings, f"metrics.json of {run_dir}")])
+    experiment = EXPERIMENTS[cfg.experiment]
+    if not experiment.resumable:
+        raise ResultsError(f"{run_dir}: a {cfg.experiment} run is one compiled program with no checkpoints; run it again")
+    job = experiment.prepare(cfg)
+    record.pop("error", None)
+    record.update(status="running", environment=results.environment())
+    return _execute(job, run_dir, record, bar or progress.for_terminal(quiet), resume=True)
+
+
+def _execute(job, run_dir: Path, record: dict, bar: Progress, resume: bool) -> RunOutcome:
+    """Run the job, keeping metrics.json valid and truthful whatever happens."""
     results.write_metrics(run_dir, record)
 
-    def checkpoint(history: dict, summary: dict) -> None:
-        record.update(history=history, summary=summary)
+    def save_progress(history: dict, summary: dict, analysis: dict | None = None) -> None:
+        record.update(history=history, summary=summary, analysis=analysis or record["analysis"])
         results.write_metrics(run_dir, record)
 
+    def save_checkpoint(epoch: int, state, extras: dict) -> None:
+        checkpoint.save(run_dir, epoch, state, extras)
+
+    previous = record if resume else None
     try:
         with _sigterm_as_keyboard_interrupt() as received:
-            outcome = job(RunContext(run_dir, bar or progress.for_terminal(quiet), checkpoint))
+            outcome = job(RunContext(run_dir, bar, save_progress, save_checkpoint, previous))
     except KeyboardInterrupt:
         results.write_metrics(run_dir, record | {"status": "interrupted"})
         name, code = ("SIGTERM", 143) if received else ("interrupted (Ctrl-C)", 130)
-        raise Interrupted(f"{name}: the run stopped; what it finished is in {run_dir}", code) from None
+        raise Interrupted(f"{name}: the run stopped; what it finished is in {run_dir} "
+                          f"(continue with: optlab run --resume {run_dir})", code) from None
     except BaseException as e:
         results.write_metrics(run_dir, record | {"status": "failed", "error": f"{type(e).__name__}: {e}"})
         raise
@@ -65,6 +97,7 @@ def run(cfg: RunConfig, quiet: bool = False, overwrite: bool = False, bar: Progr
                   analysis=outcome.analysis, figures=outcome.figures)
     results.save_params(run_dir, outcome.params)
     results.write_metrics(run_dir, record)
+    (run_dir / checkpoint.CHECKPOINT_FILE).unlink(missing_ok=True)  # only for resuming; params.npz stays
     return RunOutcome(run_dir, outcome.status, record, outcome.notes)
 
 

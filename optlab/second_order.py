@@ -2,8 +2,14 @@
 
 They need more than the gradient: the loss itself, passed by the engine as the extra
 argument `value_fn` (a function params -> scalar loss on the current batch), as optax's
-own line searches do. The transformations here form the dense Hessian, so they are for
-small problems only; `optlab.optimizers` refuses them on large ones before anything runs.
+own line searches do.
+
+- `newton` and `saddle_free_newton` form the dense Hessian, so they are for small problems
+  only; `optlab.optimizers` refuses them on large ones before anything runs.
+- `hessian_free` only ever multiplies by the Hessian (optlab.hvp), so it runs on networks.
+
+Hyperparameters arrive as arrays (optax.inject_hyperparams), so switches such as the line
+search are traced booleans, used inside the program rather than in Python `if`s.
 """
 
 from __future__ import annotations
@@ -15,6 +21,11 @@ import jax.numpy as jnp
 import optax
 from jax.flatten_util import ravel_pytree
 
+from optlab.hvp import hessian_operator
+
+ARMIJO = 1e-4  # sufficient decrease: accept t when C(θ + t d) ≤ C(θ) + ARMIJO · t · gᵀd
+MAX_BACKTRACKS = 30  # halvings: t reaches η · 2⁻³⁰ before the line search gives up
+
 
 class NewtonState(NamedTuple):
     singular_steps: jax.Array  # how many steps met a singular Hessian
@@ -22,17 +33,21 @@ class NewtonState(NamedTuple):
     count: jax.Array
 
 
-def newton(
-    learning_rate: float | jax.Array = 1.0, damping: float = 0.0, rcond: float = 1e-10
-) -> optax.GradientTransformationExtraArgs:
-    """Newton's method: θ ← θ − η (H + λI)⁻¹ g, with H = ∇²C(θ) from `jax.hessian`.
+def backtrack(value_fn: Callable, flat: jax.Array, unravel, direction: jax.Array, grad: jax.Array,
+              lr: jax.Array, enabled: jax.Array) -> jax.Array:
+    """The step length t: η, halved while the Armijo condition fails (only when `enabled`)."""
+    f0, slope = value_fn(unravel(flat)), jnp.vdot(grad, direction)
 
-    H is diagonalised (H = QΛQᵀ) so that a singular Hessian, which has no inverse, is met
-    with its pseudo-inverse instead of a crash: directions whose |eigenvalue| is below
-    `rcond` × the largest get no step. Such steps are counted in the state
-    (`singular_steps`, `first_singular_step`) so that the run can say where it happened.
-    η = 1 and λ = 0 is the pure method.
-    """
+    def too_long(carry):
+        t, tries = carry
+        return enabled & (tries < MAX_BACKTRACKS) & ~(value_fn(unravel(flat + t * direction)) <= f0 + ARMIJO * t * slope)
+
+    t, _ = jax.lax.while_loop(too_long, lambda c: (c[0] / 2, c[1] + 1), (jnp.asarray(lr, flat.dtype), 0))
+    return t
+
+
+def _dense_second_order(name: str, absolute: bool, learning_rate, damping, line_search, rcond):
+    """θ ← θ − t (f(H) + λI)⁺ g with f = identity (Newton) or |·| (saddle-free), from H = QΛQᵀ."""
 
     def init_fn(params):
         del params
@@ -41,23 +56,116 @@ def newton(
     def update_fn(updates, state, params=None, *, value_fn: Callable, **extra):
         del extra
         if params is None:
-            raise ValueError("newton needs the current params")
+            raise ValueError(f"{name} needs the current params")
         flat, unravel = ravel_pytree(params)
         grad, _ = ravel_pytree(updates)
-        hessian = jax.hessian(lambda x: value_fn(unravel(x)))(flat)
-        hessian = hessian + damping * jnp.eye(flat.size, dtype=flat.dtype)
-        eigenvalues, q = jnp.linalg.eigh(hessian)
+        eigenvalues, q = jnp.linalg.eigh(jax.hessian(lambda x: value_fn(unravel(x)))(flat))
+        eigenvalues = (jnp.abs(eigenvalues) if absolute else eigenvalues) + damping
+        # A singular matrix has no inverse: directions whose |eigenvalue| is below rcond × the
+        # largest get no step (the pseudo-inverse), and the step is counted instead of crashing.
         tiny = jnp.abs(eigenvalues) <= rcond * jnp.max(jnp.abs(eigenvalues))
         inverse = jnp.where(tiny, 0.0, 1.0 / jnp.where(tiny, 1.0, eigenvalues))
-        direction = q @ (inverse * (q.T @ grad))
+        direction = -(q @ (inverse * (q.T @ grad)))
+        t = backtrack(value_fn, flat, unravel, direction, grad, learning_rate, jnp.asarray(line_search, bool))
         singular = jnp.any(tiny)
         state = NewtonState(
             singular_steps=state.singular_steps + singular,
-            first_singular_step=jnp.where(
-                singular & (state.first_singular_step < 0), state.count, state.first_singular_step
-            ),
+            first_singular_step=jnp.where(singular & (state.first_singular_step < 0), state.count, state.first_singular_step),
             count=state.count + 1,
         )
-        return unravel(-learning_rate * direction), state
+        return unravel(t * direction), state
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def newton(learning_rate=1.0, damping=0.0, line_search=False, rcond: float = 1e-10) -> optax.GradientTransformationExtraArgs:
+    """Newton's method: θ ← θ − t (H + λI)⁻¹ g, with H = ∇²C(θ) from `jax.hessian`.
+
+    λ = `damping` > 0 is Levenberg–Marquardt: it shifts every eigenvalue by λ, shortening the
+    step along weakly curved directions (and, for λ > |λ_min|, making H + λI positive definite).
+    t = η, or with `line_search` the first of η, η/2, η/4, … that decreases C enough (Armijo).
+    η = 1, λ = 0, no line search is the pure method, which heads for the nearest critical
+    point of any kind: near a saddle it is attracted to it.
+    """
+    return _dense_second_order("newton", False, learning_rate, damping, line_search, rcond)
+
+
+def saddle_free_newton(learning_rate=1.0, damping=0.0, line_search=False, rcond: float = 1e-10
+                       ) -> optax.GradientTransformationExtraArgs:
+    """Saddle-free Newton (Dauphin et al., 2014): θ ← θ − t (|H| + λI)⁻¹ g, |H| = Q|Λ|Qᵀ.
+
+    Along positive curvature it is Newton's step; along negative curvature the step's sign is
+    flipped, so it moves *away* from a saddle (down the negative-curvature direction) instead
+    of towards it. Since |H| + λI is positive semi-definite, −(|H| + λI)⁺ g is always a descent
+    direction.
+    """
+    return _dense_second_order("saddle-free-newton", True, learning_rate, damping, line_search, rcond)
+
+
+class HessianFreeState(NamedTuple):
+    damping: jax.Array  # λ, adapted by the Levenberg–Marquardt rule
+    previous: jax.Array  # the last CG solution (flat), CG's warm start
+    rho: jax.Array  # the last reduction ratio, for inspection
+
+
+def conjugate_gradient(matvec, b: jax.Array, x0: jax.Array, max_iters, tol: float = 1e-4) -> jax.Array:
+    """Approximately solve A x = b for symmetric A by at most `max_iters` CG steps from x0.
+
+    Stops early when ‖r‖ ≤ tol ‖b‖, or when a search direction has pᵀAp ≤ 0: A is not positive
+    definite there (a damped Hessian can still be indefinite) and CG's step would go uphill.
+    """
+
+    def cond(c):
+        i, x, r, p, rr, done = c
+        return (i < max_iters) & ~done
+
+    def body(c):
+        i, x, r, p, rr, done = c
+        ap = matvec(p)
+        curvature = jnp.vdot(p, ap)
+        negative = curvature <= 0
+        alpha = jnp.where(negative, 0.0, rr / jnp.where(negative, 1.0, curvature))
+        x, r = x + alpha * p, r - alpha * ap
+        rr_new = jnp.vdot(r, r)
+        p = r + (rr_new / jnp.where(rr > 0, rr, 1.0)) * p
+        return i + 1, x, r, p, rr_new, negative | (jnp.sqrt(rr_new) <= tol * jnp.linalg.norm(b))
+
+    r = b - matvec(x0)
+    rr = jnp.vdot(r, r)
+    return jax.lax.while_loop(cond, body, (0, x0, r, r, rr, rr == 0))[1]
+
+
+def hessian_free(learning_rate=1.0, damping=1.0, cg_iters=10, warm_start: float = 0.95
+                 ) -> optax.GradientTransformationExtraArgs:
+    """Hessian-free Newton (Martens, 2010): p ≈ −(H + λI)⁻¹ g by truncated CG on H-vector
+    products of the current batch's loss, never forming H; θ ← θ + η p if it lowers C.
+
+    λ follows the Levenberg–Marquardt rule on the reduction ratio ρ = (C(θ + ηp) − C(θ)) / q(ηp),
+    q(s) = gᵀs + ½ sᵀHs the quadratic model: λ × 2/3 when ρ > 3/4 (the model is trusted),
+    λ × 3/2 when ρ < 1/4. A step that raises C is rejected. `damping` is the initial λ, and CG
+    starts from `warm_start` × the previous solution, as Martens does.
+    """
+
+    def init_fn(params):
+        flat, _ = ravel_pytree(params)
+        return HessianFreeState(jnp.asarray(damping, flat.dtype), jnp.zeros_like(flat), jnp.zeros([], flat.dtype))
+
+    def update_fn(updates, state, params=None, *, value_fn: Callable, **extra):
+        del extra
+        if params is None:
+            raise ValueError("hessian-free needs the current params")
+        flat, unravel = ravel_pytree(params)
+        grad, _ = ravel_pytree(updates)
+        h = hessian_operator(value_fn, params).matvec
+        lam = state.damping
+        p = conjugate_gradient(lambda v: h(v) + lam * v, -grad, warm_start * state.previous, cg_iters)
+        step = learning_rate * p
+        f0, f1 = value_fn(params), value_fn(unravel(flat + step))
+        model = jnp.vdot(grad, step) + 0.5 * jnp.vdot(step, h(step))
+        rho = jnp.where(model < 0, (f1 - f0) / jnp.where(model < 0, model, -1.0), -jnp.inf)
+        lam = jnp.where(rho > 0.75, lam * 2 / 3, jnp.where(rho < 0.25, lam * 1.5, lam))
+        lam = jnp.clip(lam, 1e-6, 1e6)  # neither vanishing (CG on a singular H) nor freezing the run
+        accept = f1 < f0
+        return unravel(jnp.where(accept, step, 0.0)), HessianFreeState(lam, jnp.where(accept, p, 0.0), rho)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)

@@ -99,7 +99,7 @@ def test_run_dir_onto_an_existing_run_refuses_without_overwrite(tmp_path):
         (["run", "tiny", "--set", "wat=1"], "--set wat: unknown setting 'wat'"),
         (["run", "tiny", "--set", "noequals"], "--set expects key=value"),
         (["run", "tiny", "--lrr", "1"], "No such option: --lrr"),
-        (["run"], "Missing argument"),
+        (["run"], "missing EXPERIMENT or FILE.toml"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_leaves_no_folder(tmp_path, args, message):
@@ -145,6 +145,7 @@ def test_every_tiny_experiment_file_runs_and_shows_its_point(tmp_path, file):
         "tiny-gd-oscillates": lambda: summary["oscillating"],
         "tiny-newton": lambda: summary["converged"] and analysis["critical_point"] == "minimum",
         "tiny-newton-saddle": lambda: analysis["critical_point"] == "saddle",
+        "tiny-saddle-free-newton": lambda: analysis["critical_point"] == "minimum",
         "tiny-momentum": lambda: summary["final_loss"] < 0.1185,
         "tiny-momentum-noisy": lambda: 0.1185 < summary["final_loss"] < 0.2,
         "tiny-adam": lambda: summary["final_loss"] < 0.1185,

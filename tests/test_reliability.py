@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -138,3 +139,52 @@ def test_any_typed_settings_are_accepted_or_refused_in_one_line(values):
         assert "\n" not in str(e)
     else:
         json.dumps(results.to_jsonable(config.relevant(cfg)), allow_nan=False)
+
+
+# ---- checkpoints and --resume -------------------------------------------------------------------
+
+
+def _timeless(history: dict) -> dict:
+    return {k: v for k, v in history.items() if k != "epoch_time_s"}
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_gives_the_uninterrupted_result_bit_for_bit(data_dir, tmp_path):
+    epochs = 40
+    args = ["--data-dir", data_dir, "--hidden", "16", "--batch-size", "20", "--input-noise", "0.3",
+            "--dropout", "0.1", "--grad-noise", "0.01", "--epochs", epochs, "--checkpoint-every", "3", "-q"]
+    straight = CliRunner().invoke(app, ["run", "mnist", *map(str, args), "--run-dir", str(tmp_path / "straight")])
+    assert straight.exit_code == 0, straight.output
+
+    killed = tmp_path / "killed"  # the same run in a real process, killed mid-training
+    process = subprocess.Popen([sys.executable, "-m", "optlab", "run", "mnist", *map(str, args), "--run-dir", str(killed)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for_epochs(killed, 10)
+    process.kill()
+    process.communicate(timeout=60)
+    interrupted = results.read_metrics(killed)
+    assert interrupted["status"] == "running" and 10 <= len(interrupted["history"]["epoch"]) < epochs
+    assert (killed / "checkpoint.npz").exists()
+
+    resumed = CliRunner().invoke(app, ["run", "--resume", str(killed), "-q"])
+    assert resumed.exit_code == 0, resumed.output
+    a, b = results.read_metrics(tmp_path / "straight"), results.read_metrics(killed)
+    assert b["status"] == "completed" and _timeless(a["history"]) == _timeless(b["history"])
+    for key, value in results.load_params(tmp_path / "straight").items():
+        np.testing.assert_array_equal(value, results.load_params(killed)[key])
+    assert not (killed / "checkpoint.npz").exists()
+
+
+def test_resume_refuses_what_it_cannot_continue(tmp_path):
+    done = tmp_path / "done"
+    assert CliRunner().invoke(app, ["run", "tiny", "--steps", "3", "--run-dir", str(done)]).exit_code == 0
+    result = CliRunner().invoke(app, ["run", "--resume", str(done)])
+    assert result.exit_code == 2 and "has completed; there is nothing to resume" in result.stderr
+    record = results.read_metrics(done)
+    results.write_metrics(done, record | {"status": "interrupted"})
+    result = CliRunner().invoke(app, ["run", "--resume", str(done)])
+    assert result.exit_code == 2 and "one compiled program with no checkpoints" in result.stderr
+    result = CliRunner().invoke(app, ["run", "--resume", str(tmp_path / "nowhere")])
+    assert result.exit_code == 2 and "no such file" in result.stderr
+    result = CliRunner().invoke(app, ["run", "tiny", "--resume", str(done)])
+    assert result.exit_code == 2 and "give no experiment" in result.stderr

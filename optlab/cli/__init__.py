@@ -3,7 +3,7 @@
 Each group of commands lives in its own module and registers itself on the one Typer app.
 """
 
-from optlab.cli import commands_data, commands_results, commands_run  # noqa: F401  (registers commands)
+from optlab.cli import commands_analyze, commands_data, commands_results, commands_run, commands_sweep  # noqa: F401  (registers commands)
 from optlab.cli.app import app, main
 
 __all__ = ["app", "main"]

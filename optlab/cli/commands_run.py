@@ -11,6 +11,7 @@ from rich.table import Table
 
 from optlab import config, runner
 from optlab.cli.app import app
+from optlab.errors import ConfigError
 
 EXIT_DIVERGED = 1
 stdout = Console(highlight=False)
@@ -23,8 +24,8 @@ def _opt(*names: str, metavar: str, help: str):
 
 @app.command("run")
 def run_command(
-    target: str = typer.Argument(..., metavar="EXPERIMENT|FILE.toml", help="an experiment (optlab list) or an experiment file"),
-    opt: Optional[str] = _opt("--opt", metavar="NAME", help="optimizer: gd, momentum, nesterov, newton, adagrad, adadelta, rmsprop, adam"),
+    target: Optional[str] = typer.Argument(None, metavar="EXPERIMENT|FILE.toml", help="an experiment (optlab list) or an experiment file", show_default=False),
+    opt: Optional[str] = _opt("--opt", metavar="NAME", help="optimizer: gd, momentum, nesterov, newton, saddle-free-newton, hessian-free, adagrad, adadelta, rmsprop, adam"),
     lr: Optional[str] = _opt("--lr", metavar="FLOAT", help="step size η (default: per optimizer and experiment)"),
     lr_schedule: Optional[str] = _opt("--lr-schedule", metavar="NAME", help="constant, anneal, step, exponential, cosine, inverse-time"),
     momentum: Optional[str] = _opt("--momentum", metavar="FLOAT", help="momentum α for momentum/nesterov (default: 0.9)"),
@@ -40,13 +41,21 @@ def run_command(
     weight_decay: Optional[str] = _opt("--weight-decay", metavar="FLOAT", help="networks: L2 penalty λ (default: 0)"),
     train_subset: Optional[str] = _opt("--train-subset", metavar="N", help="networks: train on the first N images only"),
     target_error: Optional[str] = _opt("--target-error", metavar="FRACTION", help="networks: test error for time_to_target_s (default: 0.012)"),
+    checkpoint_every: Optional[str] = _opt("--checkpoint-every", metavar="N", help="networks: checkpoint every N epochs (default: whenever 5 s have passed)"),
+    analyze: Optional[str] = _opt("--analyze", metavar="EPOCHS", help="networks: Hessian spectrum (Lanczos) after these epochs, e.g. 1,10,50"),
     data_dir: Optional[str] = _opt("--data-dir", metavar="DIR", help="networks: folder holding the dataset files"),
     grad_noise: Optional[str] = _opt("--grad-noise", metavar="SIGMA", help="add N(0, σ²) to every gradient (default: 0)"),
+    damping: Optional[str] = _opt("--damping", metavar="λ", help="newton, saddle-free-newton: H + λI (default: none); hessian-free: initial λ (default: 1)"),
+    line_search: Optional[bool] = typer.Option(None, "--line-search", help="newton, saddle-free-newton: halve η until the loss decreases (Armijo)", show_default=False),
+    cg_iters: Optional[str] = _opt("--cg-iters", metavar="INT", help="hessian-free: conjugate-gradient steps per update (default: 10)"),
+    depth: Optional[str] = _opt("--depth", metavar="N|A..B", help="signals: network depths, e.g. 2..20 or 5,10,20"),
+    width: Optional[str] = _opt("--width", metavar="INT", help="signals: hidden layer width (default: 256)"),
     seed: Optional[str] = _opt("--seed", metavar="INT", help="random seed (default: 0)"),
     out: Optional[str] = _opt("--out", metavar="DIR", help="results root; each run gets its own folder (default: results)"),
     run_dir: Optional[str] = _opt("--run-dir", metavar="DIR", help="write this run exactly here"),
     config_file: Optional[Path] = typer.Option(None, "--config", metavar="FILE.toml", help="settings file (flags win over it)"),
     sets: List[str] = typer.Option([], "--set", metavar="KEY=VALUE", help="any setting, e.g. --set anneal_fraction=0.3 (repeatable)"),
+    resume: Optional[Path] = typer.Option(None, "--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint", show_default=False),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --run-dir"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress output"),
 ) -> None:
@@ -57,11 +66,18 @@ def run_command(
     flags = {k: v for k, v in locals().items() if v is not None and k in config.FIELDS}
     if opt is not None:
         flags["optimizer"] = opt
-    layers = [_target_layer(target)]
-    if config_file is not None:
-        layers.append(config.read_toml(config_file))
-    layers += [config.parse_sets(sets), config.Layer(flags, "flag")]
-    outcome = runner.run(config.resolve(layers), quiet=quiet, overwrite=overwrite)
+    if resume is not None:
+        if target is not None or flags or sets or config_file is not None:
+            raise ConfigError("--resume takes the run's own settings; give no experiment, file or other settings with it")
+        outcome = runner.resume(resume, quiet=quiet)
+    elif target is None:
+        raise ConfigError("missing EXPERIMENT or FILE.toml (see optlab list), or --resume RUN_DIR")
+    else:
+        layers = [_target_layer(target)]
+        if config_file is not None:
+            layers.append(config.read_toml(config_file))
+        layers += [config.parse_sets(sets), config.Layer(flags, "flag")]
+        outcome = runner.run(config.resolve(layers), quiet=quiet, overwrite=overwrite)
     for note in outcome.notes:
         stderr.print(f"[yellow]note:[/] {note}", soft_wrap=True)
     if not quiet:
@@ -79,6 +95,10 @@ def _target_layer(target: str) -> config.Layer:
 
 def summary_line(record: dict) -> str:
     cfg, summary, analysis = record["config"], record["summary"], record["analysis"]
+    if "lines" in summary:  # signals: the per-layer factor of each init, measured and in theory
+        factors = ", ".join(f"{l['init']}×{l['init_scale']:g} {l['forward_factor']:.3g} (theory {l['theory_factor']:.3g})"
+                            for l in summary["lines"])
+        return f"signals, {summary['depth']} layers: activation std × per layer: {factors}"
     head = f"{record['experiment']} {cfg['optimizer']} η={cfg['lr']:g} {cfg['lr_schedule']}"
     if record["status"] == "diverged":
         where = summary.get("diverged_at_step", summary.get("diverged_at_epoch"))

@@ -29,7 +29,9 @@ class Progress(Protocol):
 class RunContext:
     run_dir: Path
     progress: Progress
-    checkpoint: Callable[[dict, dict], None]  # (history, summary) so far -> rewrite metrics.json
+    save_progress: Callable[..., None]  # (history, summary, analysis=None) so far -> rewrite metrics.json
+    save_checkpoint: Callable[[int, Any, dict], None] = lambda epoch, state, extras: None  # -> checkpoint.npz
+    resume_from: dict | None = None  # the interrupted run's record, when resuming
 
 
 @dataclass
@@ -54,8 +56,9 @@ class Experiment:
     default_lrs: Mapping[str, float] = field(default_factory=dict)  # per optimizer, overriding its own
     check: Callable[[dict], None] = lambda settings: None  # cross-field checks on the merged settings
     parsers: Mapping[str, Callable[[Any], Any]] = field(default_factory=dict)  # per-field parsers overriding config's
+    resumable: bool = False  # saves checkpoints and can continue with `optlab run --resume`
 
 
 EXPERIMENTS: Registry[Experiment] = Registry("experiment")
 
-from optlab.experiments import classify, tiny  # noqa: E402,F401  (they register themselves)
+from optlab.experiments import classify, signals, tiny  # noqa: E402,F401  (they register themselves)

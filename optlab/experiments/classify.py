@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from optlab import datasets, optimizers, plots, schedules
-from optlab.engine import epoch_fn, init_state
-from optlab.errors import ConfigError
+from optlab import analysis, checkpoint, datasets, optimizers, plots, schedules
+from optlab.engine import TrainState, epoch_fn, init_state
+from optlab.errors import ConfigError, ResultsError
 from optlab.experiments import EXPERIMENTS, Experiment, RunContext, RunResult
 from optlab.problems import mlp
 
+CHECKPOINT_SECONDS = 5.0  # default checkpoint interval: at most this much training is lost to a kill
 SNAPSHOT_EPOCHS = (1, 2, 3, 4, 5, 10)  # and the last: the lecture's first-layer weight figures
 HISTORY_KEYS = ("epoch", "train_loss", "train_error", "test_loss", "test_error", "minibatch_loss", "lr", "epoch_time_s")
 
@@ -29,7 +30,12 @@ class Data:
 
 
 def prepare(cfg):
-    dataset = datasets.load(cfg.experiment, cfg.data_dir)
+    return partial(_train, cfg, *validate(cfg))
+
+
+def validate(cfg, dataset: datasets.Dataset | None = None) -> tuple:
+    """Check the run against its data and load it (unless given): (dataset, n_train, layer sizes), or a ConfigError."""
+    dataset = dataset or datasets.load(cfg.experiment, cfg.data_dir)
     available = len(dataset.train_images)
     n_train = cfg.train_subset or available
     if n_train > available:
@@ -38,7 +44,7 @@ def prepare(cfg):
         raise ConfigError(f"--batch-size {cfg.batch_size:,} is larger than the training set ({n_train:,} images)")
     sizes = (int(np.prod(dataset.train_images.shape[1:])), *cfg.hidden, 10)
     optimizers.check_size(cfg.optimizer, mlp.param_count(sizes), 4)
-    return partial(_train, cfg, dataset, n_train, sizes)
+    return dataset, n_train, sizes
 
 
 def make_tx_for(cfg, total_steps: int):
@@ -50,54 +56,267 @@ def make_tx_for(cfg, total_steps: int):
     return make_tx
 
 
+# Hyperparameters that are arrays in the compiled program (a sweep vmaps over them); the seed
+# is one too, so that a sweep over seeds is the same program.
+HP_KEYS = ("lr", "momentum", "grad_noise", "input_noise", "weight_decay", "init_scale")
+
+
+def hyperparams(cfg) -> dict:
+    """The run's array-valued settings: float32 hyperparameters and the uint32 seed."""
+    hp = optimizers.hyperparams(cfg, jnp.float32)
+    hp |= {k: jnp.asarray(getattr(cfg, k), jnp.float32) for k in ("input_noise", "weight_decay", "init_scale")}
+    return hp | {"seed": jnp.asarray(cfg.seed, jnp.uint32)}
+
+
+def loss_for(cfg, hp: dict):
+    """The training loss `loss(params, batch, key)`: mlp.loss with σ (input noise) and λ (weight
+    decay) read from `hp`, so that they may be traced. Whether each term is in the program at
+    all is static, decided by `cfg` (a sweep groups zero and non-zero values apart).
+    """
+    return partial(mlp.loss, dropout=cfg.dropout,
+                   input_noise=hp["input_noise"] if cfg.input_noise > 0 else 0.0,
+                   weight_decay=hp["weight_decay"] if cfg.weight_decay > 0 else 0.0)
+
+
+def total_steps(cfg, n_train: int) -> int:
+    return cfg.epochs * (n_train // cfg.batch_size)
+
+
+def initial_state(cfg, sizes, n_train: int, hp: dict) -> TrainState:
+    """Parameters from the seed in `hp` and the init scaled by hp["init_scale"], and the optimizer state."""
+    init_key, train_key = jax.random.split(jax.random.key(hp["seed"]))
+    # Compiled, as it is inside a sweep's program: eager and compiled sampling differ in the last bit.
+    params = jax.jit(mlp.init, static_argnums=(1, 2))(init_key, tuple(sizes), cfg.init, hp["init_scale"])
+    return init_state(make_tx_for(cfg, total_steps(cfg, n_train)), params, hp, train_key)
+
+
+def train_epoch(cfg, n_train: int):
+    """`epoch(state, hp, images, labels)`: engine.epoch_fn with the loss built from `hp`; jit or vmap it."""
+    make_tx = make_tx_for(cfg, total_steps(cfg, n_train))
+
+    def epoch(state, hp, images, labels):
+        return epoch_fn(loss_for(cfg, hp), make_tx, n_train, cfg.batch_size)(state, hp, images, labels)
+
+    return epoch
+
+
+@dataclass
+class Log:
+    """One configuration's epochs: the history, weight snapshots, summary and status.
+
+    A single run keeps one; a sweep keeps one per configuration, and stops writing to it
+    once that configuration has diverged while the others go on.
+    """
+
+    cfg: object
+    history: dict = field(default_factory=lambda: {k: [] for k in HISTORY_KEYS})
+    snapshots: dict = field(default_factory=dict)
+    summary: dict = field(default_factory=dict)
+    status: str = "completed"
+
+    @property
+    def live(self) -> bool:
+        return self.status == "completed"
+
+    def record(self, row: tuple, first_layer, compile_time: float, train_time: float) -> None:
+        """Add one epoch's row (HISTORY_KEYS order); `first_layer` is a callable giving W1 when a snapshot is due."""
+        for key, value in zip(HISTORY_KEYS, row):
+            self.history[key].append(float(value))
+        e = int(row[0])
+        if not np.isfinite(self.history["minibatch_loss"][-1]) or not np.isfinite(self.history["train_loss"][-1]):
+            self.status = "diverged"
+            self.summary["diverged_at_epoch"] = e
+            return
+        if e in SNAPSHOT_EPOCHS or e == self.cfg.epochs:
+            self.snapshots[e] = np.asarray(first_layer())
+        self.summary = _summary(self.history, self.cfg, compile_time, train_time, self.summary)
+
+
 def _train(cfg, dataset, n_train: int, sizes, ctx: RunContext) -> RunResult:
     data = Data(*(jax.device_put(a) for a in (
         dataset.train_images[:n_train], dataset.train_labels[:n_train], dataset.test_images, dataset.test_labels)))
-    loss = partial(mlp.loss, input_noise=cfg.input_noise, dropout=cfg.dropout, weight_decay=cfg.weight_decay)
-    make_tx = make_tx_for(cfg, cfg.epochs * (n_train // cfg.batch_size))
-    hp = {k: jnp.asarray(getattr(cfg, k), jnp.float32) for k in ("lr", "momentum", "grad_noise")}
-    init_key, train_key = jax.random.split(jax.random.key(cfg.seed))
-    state = init_state(make_tx, mlp.init(init_key, sizes, cfg.init, cfg.init_scale), hp, train_key)
+    hp = hyperparams(cfg)
+    state = initial_state(cfg, sizes, n_train, hp)
 
     begin = time.perf_counter()
-    epoch = epoch_fn(loss, make_tx, n_train, cfg.batch_size).lower(state, hp, data.train_images, data.train_labels).compile()
+    epoch = jax.jit(train_epoch(cfg, n_train), donate_argnums=0).lower(state, hp, data.train_images, data.train_labels).compile()
     evaluate = jax.jit(mlp.evaluate).lower(state.params, data.test_images, data.test_labels).compile()
     evaluate_train = jax.jit(mlp.evaluate).lower(state.params, data.train_images, data.train_labels).compile()
     compile_time = time.perf_counter() - begin
 
-    history: dict[str, list] = {k: [] for k in HISTORY_KEYS}
-    snapshots, summary, status, train_time = {}, {}, "completed", 0.0
+    log, saver, curvature = Log(cfg), Checkpoints(cfg, ctx), Curvature(cfg, data)
+    first, state, train_time = saver.restore(log, curvature, state) if ctx.resume_from else (1, state, 0.0)
     ctx.progress.start(cfg.epochs, f"{cfg.experiment} {cfg.optimizer}")
-    for e in range(1, cfg.epochs + 1):
+    for e in range(first, cfg.epochs + 1):
         t0 = time.perf_counter()
         state, minibatch_loss, lr = jax.block_until_ready(epoch(state, hp, data.train_images, data.train_labels))
         epoch_time = time.perf_counter() - t0
         train, test = evaluate_train(state.params, data.train_images, data.train_labels), evaluate(state.params, data.test_images, data.test_labels)
         train_time += time.perf_counter() - t0
         row = (e, train["loss"], train["error"], test["loss"], test["error"], minibatch_loss, lr, epoch_time)
-        for key, value in zip(HISTORY_KEYS, row):
-            history[key].append(float(value))
-        if not np.isfinite(history["minibatch_loss"][-1]) or not np.isfinite(history["train_loss"][-1]):
-            status = "diverged"
-            summary["diverged_at_epoch"] = e
+        log.record(row, lambda: state.params[0]["w"], compile_time, train_time)
+        if not log.live:
             break
-        if e in SNAPSHOT_EPOCHS or e == cfg.epochs:
-            snapshots[e] = np.asarray(state.params[0]["w"])
-        summary = _summary(history, cfg, compile_time, train_time, summary)
-        ctx.progress.advance(e, {"loss": history["train_loss"][-1], "test_error": history["test_error"][-1],
-                                 "lr": history["lr"][-1], "samples_per_s": n_train / epoch_time})
-        ctx.checkpoint(history, summary)
+        curvature.measure(e, state.params, log.history["lr"][-1])
+        ctx.progress.advance(e, {"loss": log.history["train_loss"][-1], "test_error": log.history["test_error"][-1],
+                                 "lr": log.history["lr"][-1], "samples_per_s": n_train / epoch_time})
+        ctx.save_progress(log.history, log.summary, curvature.analysis())
+        saver.maybe_save(e, state, log, train_time)
     ctx.progress.stop()
 
     test = evaluate(state.params, data.test_images, data.test_labels)
-    active = [np.asarray(a) for a in test["active"]]
+    result = finish(ctx.run_dir, log, state.params, test["active"], len(dataset.test_images))
+    result.analysis |= curvature.analysis()
+    result.figures |= curvature.figure(ctx.run_dir)
+    return result
+
+
+class Checkpoints:
+    """When to save the training state, and how to pick a run up again from the last save.
+
+    Every `--checkpoint-every` epochs, or by default whenever CHECKPOINT_SECONDS have passed
+    since the last save: every epoch for slow epochs, every few for fast ones. metrics.json is
+    always written before the checkpoint, so it never lags behind it.
+    """
+
+    def __init__(self, cfg, ctx: RunContext) -> None:
+        self.cfg, self.ctx, self.last = cfg, ctx, time.perf_counter()
+
+    def maybe_save(self, epoch: int, state, log: Log, train_time: float) -> None:
+        every = self.cfg.checkpoint_every
+        due = epoch % every == 0 if every else time.perf_counter() - self.last >= CHECKPOINT_SECONDS
+        if due and epoch < self.cfg.epochs:  # a finished run saves params.npz instead
+            extras = {f"snapshot/{k}": v for k, v in log.snapshots.items()} | {"train_time": np.asarray(train_time)}
+            self.ctx.save_checkpoint(epoch, state, extras)
+            self.last = time.perf_counter()
+
+    def restore(self, log: Log, curvature: "Curvature", template) -> tuple[int, object, float]:
+        """(first epoch to run, state, training seconds so far) from the checkpoint; fills `log`."""
+        epoch, state, extras = checkpoint.load(self.ctx.run_dir, template)
+        previous = self.ctx.resume_from
+        log.history = {k: list(previous["history"].get(k, []))[:epoch] for k in HISTORY_KEYS}
+        if len(log.history["epoch"]) != epoch:
+            raise ResultsError(f"{self.ctx.run_dir}: metrics.json holds fewer epochs than its checkpoint ({epoch})")
+        log.snapshots = {int(k.removeprefix("snapshot/")): v for k, v in extras.items() if k.startswith("snapshot/")}
+        log.summary = previous["summary"]
+        curvature.rows = [r for r in previous["analysis"].get("hessian_over_training", []) if r["epoch"] <= epoch]
+        return epoch + 1, state, float(extras["train_time"])
+
+
+class Curvature:
+    """`--analyze EPOCHS`: the Hessian's spectrum after chosen epochs, on a fixed data subset.
+
+    λmax against the step size shows the "edge of stability": gradient descent on a quadratic
+    is stable only while η < 2/λmax.
+    """
+
+    SUBSET = 1000
+
+    def __init__(self, cfg, data: Data) -> None:
+        self.epochs, self.rows = set(cfg.analyze or ()), []
+        self.loss = partial(mlp.loss, weight_decay=cfg.weight_decay)  # clean: no noise, no dropout
+        n = min(self.SUBSET, len(data.train_labels))
+        self.batch = (data.train_images[:n], data.train_labels[:n])
+        self.description = f"the first {n:,} {cfg.experiment} training images, clean loss"
+
+    def measure(self, epoch: int, params, lr: float) -> None:
+        if epoch in self.epochs:
+            spectrum = analysis.analyze_params(self.loss, params, self.batch, self.description)
+            self.rows.append({"epoch": epoch, "lr": lr, **spectrum})
+
+    def analysis(self) -> dict:
+        return {"hessian_over_training": self.rows} if self.epochs else {}
+
+    def figure(self, run_dir) -> dict[str, str]:
+        if not self.rows:
+            return {}
+        plots.edge_of_stability(run_dir / "edge_of_stability.png", [r["epoch"] for r in self.rows],
+                                [r["lambda_max"] for r in self.rows], [r["lr"] for r in self.rows],
+                                title="curvature over training")
+        return {"edge_of_stability": "edge_of_stability.png"}
+
+
+def finish(run_dir, log: Log, params, active, n_test: int) -> RunResult:
+    """The analysis (dead units from the test-set activity `active`) and the figures of one configuration."""
+    active = [np.asarray(a) for a in active]
+    cfg = log.cfg
     analysis = {
         "dead_units": [int(np.sum(a == 0)) for a in active],
         "active_fraction": [float(a.mean()) for a in active],
-        "activity_measured_on": f"{cfg.experiment} test set ({len(dataset.test_images):,} images)",
+        "activity_measured_on": f"{cfg.experiment} test set ({n_test:,} images)",
     }
-    figures = _figures(ctx, cfg, history, snapshots, active, analysis["dead_units"])
-    return RunResult(status, history, summary, analysis, figures, state.params)
+    figures = _figures(run_dir, cfg, log.history, log.snapshots, active, analysis["dead_units"]) if run_dir else {}
+    return RunResult(log.status, log.history, log.summary, analysis, figures, params)
+
+
+def lane_bytes(cfg, n_train: int, n_test: int, sizes) -> int:
+    """A rough upper bound on the device memory one configuration of a sweep needs (float32):
+    parameters with optimizer state and gradients, a minibatch's activations, and the
+    activations of evaluating the larger of the training and test sets at once."""
+    width = sum(sizes[1:])
+    return 4 * (6 * mlp.param_count(sizes) + 4 * cfg.batch_size * width + 2 * max(n_train, n_test) * width)
+
+
+def run_lanes(cfgs, dataset, n_train: int, sizes, lanes, run_dirs, progress) -> list[RunResult]:
+    """Train configurations that differ only in HP_KEYS and the seed as one vmapped program over `lanes`.
+
+    The same pure pieces as a single run (initial_state, train_epoch, mlp.evaluate, Log, finish),
+    vmapped over the configuration axis. A lane whose loss turns non-finite keeps computing NaN
+    (lanes never mix, so it harms no other), but its Log stops and its parameters are kept as
+    they were at that epoch, as a single run would have stopped there.
+    """
+    from optlab.devices import lane, to_host
+
+    cfg = cfgs[0]  # the group shares every setting that shapes the program
+    images, labels, test_images, test_labels = lanes.replicate(
+        (dataset.train_images[:n_train], dataset.train_labels[:n_train], dataset.test_images, dataset.test_labels))
+    hp = lanes.stack([to_host(hyperparams(c)) for c in cfgs])
+    begin = time.perf_counter()
+    # Every output keeps the lane axis sharded, so that each epoch's state matches the compiled input.
+    state = jax.jit(jax.vmap(partial(initial_state, cfg, sizes, n_train)), out_shardings=lanes.sharded)(hp)
+    # No donation: a constant schedule keeps hp["lr"] itself in the optimizer state.
+    epoch = jax.jit(jax.vmap(train_epoch(cfg, n_train), in_axes=(0, 0, None, None)),
+                    out_shardings=lanes.sharded).lower(state, hp, images, labels).compile()
+    evaluate = jax.jit(jax.vmap(mlp.evaluate, in_axes=(0, None, None)), out_shardings=lanes.sharded)
+    evaluate_train = evaluate.lower(state.params, images, labels).compile()
+    evaluate_test = evaluate.lower(state.params, test_images, test_labels).compile()
+    compile_time = time.perf_counter() - begin
+
+    logs, kept, train_time = [Log(c) for c in cfgs], [None] * len(cfgs), 0.0
+    for e in range(1, cfg.epochs + 1):
+        t0 = time.perf_counter()
+        state, minibatch_loss, lr = jax.block_until_ready(epoch(state, hp, images, labels))
+        epoch_time = time.perf_counter() - t0
+        train, test = evaluate_train(state.params, images, labels), evaluate_test(state.params, test_images, test_labels)
+        rows = to_host((train["loss"], train["error"], test["loss"], test["error"], minibatch_loss, lr))
+        train_time += time.perf_counter() - t0
+        first_layer = _lazy(lambda: to_host(state.params[0]["w"]))
+        done = 0
+        for i, log in enumerate(logs):
+            if not log.live:
+                continue
+            log.record((e, *(r[i] for r in rows), epoch_time), lambda i=i: first_layer()[i], compile_time, train_time)
+            done += 1 if log.live else cfg.epochs - e + 1
+            if not log.live:  # keep what a single run would end with: these params, this test activity
+                kept[i] = (lane(to_host(state.params), i), lane(to_host(test["active"]), i))
+        progress.advance(done, [log.summary for log in logs])
+        if not any(log.live for log in logs):
+            break
+    params, active = to_host(state.params), to_host(test["active"])
+    kept = [k or (lane(params, i), lane(active, i)) for i, k in enumerate(kept)]
+    return [finish(d, log, p, a, len(dataset.test_images)) for d, log, (p, a) in zip(run_dirs, logs, kept)]
+
+
+def _lazy(compute):
+    """`compute()` on the first call only (a transfer that most epochs never need)."""
+    cache = []
+
+    def get():
+        if not cache:
+            cache.append(compute())
+        return cache[0]
+
+    return get
 
 
 def _summary(history: dict, cfg, compile_time: float, train_time: float, previous: dict) -> dict:
@@ -119,19 +338,19 @@ def _summary(history: dict, cfg, compile_time: float, train_time: float, previou
     }
 
 
-def _figures(ctx, cfg, history, snapshots, active, dead) -> dict[str, str]:
+def _figures(run_dir, cfg, history, snapshots, active, dead) -> dict[str, str]:
     figures = {"learning_curves": "learning_curves.png", "sparsity": "sparsity.png"}
     title = f"{cfg.experiment} {'-'.join(map(str, cfg.hidden))} {cfg.optimizer} η={cfg.lr:g} {cfg.lr_schedule}"
     if history["epoch"]:
-        plots.learning_curves(ctx.run_dir / figures["learning_curves"], history, title=title)
+        plots.learning_curves(run_dir / figures["learning_curves"], history, title=title)
     else:
         figures.pop("learning_curves")
     if snapshots:
         side = int(round(np.sqrt(snapshots[min(snapshots)].shape[1])))
-        plots.weight_tiles(ctx.run_dir / "weights.png", snapshots, image_shape=(side, side),
+        plots.weight_tiles(run_dir / "weights.png", snapshots, image_shape=(side, side),
                            title=f"first-layer weights W1 ({snapshots[min(snapshots)].shape[0]} units)")
         figures["weights"] = "weights.png"
-    plots.sparsity(ctx.run_dir / figures["sparsity"], active, dead, title="how often each hidden unit is active (test set)")
+    plots.sparsity(run_dir / figures["sparsity"], active, dead, title="how often each hidden unit is active (test set)")
     return figures
 
 
@@ -140,7 +359,7 @@ def check(settings: dict) -> None:
 
 
 NETWORK_FIELDS = ("epochs", "batch_size", "hidden", "init", "init_scale", "input_noise", "dropout",
-                  "weight_decay", "target_error", "train_subset", "data_dir")
+                  "weight_decay", "target_error", "train_subset", "checkpoint_every", "analyze", "data_dir")
 # The lecture's example model: Adam at 1e-3 annealed over the second half, with Gaussian input
 # noise σ = 0.3, which takes the 784-225-225-10 network to about 1% test error in 50 epochs.
 LECTURE_DEFAULTS = {"optimizer": "adam", "lr_schedule": "anneal", "input_noise": 0.3}
@@ -150,4 +369,4 @@ for _name, _help in (
     ("mnist", "MNIST digits with the lecture's 784-225-225-10 ReLU network (--hidden changes it)"),
     ("fashion-mnist", "Fashion-MNIST clothing images with the same network"),
 ):
-    EXPERIMENTS.register(_name, _help, Experiment(prepare, NETWORK_FIELDS, LECTURE_DEFAULTS, NETWORK_LRS, check))
+    EXPERIMENTS.register(_name, _help, Experiment(prepare, NETWORK_FIELDS, LECTURE_DEFAULTS, NETWORK_LRS, check, resumable=True))

@@ -34,6 +34,19 @@ def make_tx_for(cfg):
     return make_tx
 
 
+HP_KEYS = ("lr", "momentum", "grad_noise")  # arrays in the program: a sweep vmaps over them
+
+
+def hyperparams(cfg) -> dict:
+    """The run's array-valued settings (float64, call under jax.enable_x64) and its uint32 seed."""
+    return optimizers.hyperparams(cfg, jnp.float64) | {"seed": jnp.asarray(cfg.seed, jnp.uint32)}
+
+
+def run_fn(cfg):
+    """`run(params, hp, key)`: the engine's whole-run program for this config (jit or vmap it)."""
+    return full_batch_run(tiny.loss, make_tx_for(cfg), cfg.steps)
+
+
 def simulate(cfg) -> tuple[dict, object, float, float]:
     """The whole run as one compiled program, in float64 so that Newton's quadratic
     convergence shows down to machine precision.
@@ -42,15 +55,19 @@ def simulate(cfg) -> tuple[dict, object, float, float]:
     the final optimizer state, and the compile and total wall times in seconds.
     """
     with jax.enable_x64(True):
-        hp = {k: jnp.asarray(getattr(cfg, k), jnp.float64) for k in ("lr", "momentum", "grad_noise")}
+        hp = hyperparams(cfg)
         params, key = tiny.init(cfg.start), jax.random.key(cfg.seed)
         begin = time.perf_counter()
-        compiled = full_batch_run(tiny.loss, make_tx_for(cfg), cfg.steps).lower(params, hp, key).compile()
+        compiled = run_fn(cfg).lower(params, hp, key).compile()
         compile_time = time.perf_counter() - begin
         _, opt_state, rows = jax.block_until_ready(compiled(params, hp, key))
         wall_time = time.perf_counter() - begin
-    history = {"step": np.arange(cfg.steps + 1), **{k: np.asarray(v) for k, v in rows._asdict().items()}}
-    return history, opt_state, compile_time, wall_time
+    return history_of(rows, cfg.steps), opt_state, compile_time, wall_time
+
+
+def history_of(rows, steps: int) -> dict:
+    """The engine's StepRecord rows as the run's history of numpy arrays."""
+    return {"step": np.arange(steps + 1), **{k: np.asarray(v) for k, v in rows._asdict().items()}}
 
 
 def first_divergence(history: dict) -> int | None:
@@ -62,7 +79,11 @@ def first_divergence(history: dict) -> int | None:
 
 
 def _train(cfg, ctx: RunContext) -> RunResult:
-    history, opt_state, compile_time, wall_time = simulate(cfg)
+    return finish(ctx.run_dir, cfg, *simulate(cfg))
+
+
+def finish(run_dir, cfg, history: dict, opt_state, compile_time: float, wall_time: float) -> RunResult:
+    """Divergence, critical-point analysis, summary and figures of one configuration's history."""
     diverged_at = first_divergence(history)
     if diverged_at is not None:
         history = {k: v[:diverged_at] for k, v in history.items()}
@@ -74,10 +95,38 @@ def _train(cfg, ctx: RunContext) -> RunResult:
         history=history,
         summary=_summary(history, diverged_at) | {"wall_time_s": wall_time, "compile_time_s": compile_time},
         analysis=report,
-        figures=_figures(ctx, cfg, history["params"], history["loss"]),
+        figures=_figures(run_dir, cfg, history["params"], history["loss"]) if run_dir else {},
         params={"w": np.asarray(final)},
         notes=_singular_hessian_notes(opt_state, history["params"]),
     )
+
+
+LANE_BYTES = 64 * 1024  # generous for one 2-weight configuration and its history
+
+
+def run_lanes(cfgs, lanes, run_dirs, progress) -> list[RunResult]:
+    """Whole runs of configurations that differ only in HP_KEYS and the seed, as one vmapped program.
+
+    Each lane is run_fn(cfg) from its own seed's key; lanes never mix, so one that diverges
+    is cut at its first blown-up step by `finish` exactly as a single run would be.
+    """
+    from optlab.devices import lane, to_host
+
+    cfg = cfgs[0]  # the group shares start, steps, optimizer and schedule
+    with jax.enable_x64(True):
+        hp = lanes.stack([to_host(hyperparams(c)) for c in cfgs])
+        params, run = tiny.init(cfg.start), run_fn(cfg)
+        sweep = jax.jit(jax.vmap(lambda hp: run(params, hp, jax.random.key(hp["seed"]))), out_shardings=lanes.sharded)
+        begin = time.perf_counter()
+        compiled = sweep.lower(hp).compile()
+        compile_time = time.perf_counter() - begin
+        _, opt_state, rows = jax.block_until_ready(compiled(hp))
+        wall_time = time.perf_counter() - begin
+        opt_state, rows = to_host((opt_state, rows))
+    out = [finish(d, c, history_of(lane(rows, i), c.steps), lane(opt_state, i), compile_time, wall_time)
+           for i, (c, d) in enumerate(zip(cfgs, run_dirs))]
+    progress.advance(len(cfgs), [r.summary for r in out])
+    return out
 
 
 def _summary(history: dict, diverged_at: int | None) -> dict:
@@ -93,17 +142,17 @@ def _summary(history: dict, diverged_at: int | None) -> dict:
     }
 
 
-def _figures(ctx: RunContext, cfg, points: np.ndarray, losses: np.ndarray) -> dict[str, str]:
+def _figures(run_dir, cfg, points: np.ndarray, losses: np.ndarray) -> dict[str, str]:
     label = f"{cfg.optimizer} η={cfg.lr:g}"
     plots.landscape(
-        ctx.run_dir / "landscape.png", tiny.loss_grid, [(label, points)], tiny.CRITICAL_POINTS,
+        run_dir / "landscape.png", tiny.loss_grid, [(label, points)], tiny.CRITICAL_POINTS,
         title=f"C(w1, w2) with {label}",
     )
     # The gap to the minimum on a log axis shows the rate: a straight line for gradient
     # descent's linear convergence, a plunge to machine precision for Newton's quadratic one.
     gap = losses - tiny.MINIMUM_LOSS
     plots.curves(
-        ctx.run_dir / "loss.png", [plots.Curve(label, np.arange(len(losses)), gap)],
+        run_dir / "loss.png", [plots.Curve(label, np.arange(len(losses)), gap)],
         xlabel="step", ylabel=f"C − C* (C* = {tiny.MINIMUM_LOSS:.4f})", title="distance to the minimum loss",
     )
     return {"landscape": "landscape.png", "loss": "loss.png"}

@@ -55,22 +55,27 @@ def forward(params: list[dict], x: jax.Array, dropout: float = 0.0, key: jax.Arr
     return x @ last["w"].T + last["b"], hidden
 
 
-def loss(params, batch, key, *, input_noise: float = 0.0, dropout: float = 0.0, weight_decay: float = 0.0):
+def loss(params, batch, key, *, input_noise=0.0, dropout: float = 0.0, weight_decay=0.0):
     """Mean softmax cross-entropy over the batch (computed from logits, stably), plus (λ/2)‖W‖².
 
     In training, N(0, input_noise²) is added to the scaled pixels and hidden units are
-    dropped with probability `dropout`; each is left out of the program when zero.
+    dropped with probability `dropout`. A term given as the Python number 0 is left out of
+    the program; `input_noise` and `weight_decay` may also be traced arrays (a sweep's lanes).
     """
     images, labels = batch
     x = pixels(images)
     noise_key, dropout_key = jax.random.split(key)
-    if input_noise > 0:
+    if not _is_zero(input_noise):
         x = x + input_noise * jax.random.normal(noise_key, x.shape, x.dtype)
     logits, _ = forward(params, x, dropout, dropout_key)
     value = optax.softmax_cross_entropy_with_integer_labels(logits, labels.astype(jnp.int32)).mean()
-    if weight_decay > 0:
+    if not _is_zero(weight_decay):
         value = value + 0.5 * weight_decay * sum(jnp.sum(layer["w"] ** 2) for layer in params)
     return value
+
+
+def _is_zero(value) -> bool:
+    return isinstance(value, (int, float)) and value == 0
 
 
 def evaluate(params, images, labels) -> dict:

@@ -1,0 +1,156 @@
+"""`optlab sweep`: a grid of runs as one compiled program per group, with one progress bar."""
+
+from __future__ import annotations
+
+import sys
+import tomllib
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from optlab import config
+from optlab.cli.app import app
+from optlab.errors import ConfigError
+
+stdout = Console(highlight=False)
+stderr = Console(stderr=True, highlight=False)
+GRID_HELP = "a list a,b,c or an integer range a..b"
+
+
+def _grid(*names: str, metavar: str, help: str):
+    return typer.Option(None, *names, metavar=metavar, help=help, show_default=False)
+
+
+@app.command("sweep")
+def sweep_command(
+    target: str = typer.Argument(..., metavar="EXPERIMENT|FILE.toml", help="an experiment, or a file with a [sweep] table"),
+    opt: Optional[str] = _grid("--opt", metavar="NAME,…", help="optimizers (each its own program)"),
+    lr: Optional[str] = _grid("--lr", metavar="FLOAT,…", help="step sizes η, e.g. 1e-4,3e-4,1e-3"),
+    lr_schedule: Optional[str] = _grid("--lr-schedule", metavar="NAME,…", help="schedules (each its own program)"),
+    momentum: Optional[str] = _grid("--momentum", metavar="FLOAT,…", help="momentum α"),
+    seed: Optional[str] = _grid("--seed", metavar="INT,…|A..B", help="seeds, e.g. 0..4"),
+    grad_noise: Optional[str] = _grid("--grad-noise", metavar="SIGMA,…", help="gradient noise σ"),
+    steps: Optional[str] = _grid("--steps", metavar="INT", help="tiny: number of updates"),
+    start: Optional[str] = _grid("--start", metavar="W1,W2;…", help="tiny: starting points, separated by ;"),
+    epochs: Optional[str] = _grid("--epochs", metavar="INT", help="networks: passes over the training set"),
+    batch_size: Optional[str] = _grid("--batch-size", metavar="INT,…", help="networks: minibatch sizes"),
+    hidden: Optional[str] = _grid("--hidden", metavar="N,N;…", help="networks: hidden widths, alternatives separated by ;"),
+    init: Optional[str] = _grid("--init", metavar="NAME,…", help="networks: initialisations"),
+    init_scale: Optional[str] = _grid("--init-scale", metavar="FLOAT,…", help="networks: init std multipliers"),
+    input_noise: Optional[str] = _grid("--input-noise", metavar="SIGMA,…", help="networks: input noise σ"),
+    dropout: Optional[str] = _grid("--dropout", metavar="P,…", help="networks: dropout probabilities"),
+    weight_decay: Optional[str] = _grid("--weight-decay", metavar="FLOAT,…", help="networks: L2 penalties λ"),
+    data_dir: Optional[str] = _grid("--data-dir", metavar="DIR", help="networks: folder holding the dataset files"),
+    out: Optional[str] = _grid("--out", metavar="DIR", help="results root; the sweep gets OUT/SWEEP_ID/ [default: results]"),
+    sets: List[str] = typer.Option([], "--set", metavar="KEY=VALUES", help="any setting as a grid, e.g. --set lr_decay=0.1,0.01"),
+    best: Optional[str] = typer.Option(None, "--best", metavar="METRIC", help="write the best configuration as best.toml (test_error, final_loss, …)"),
+    chunk: Optional[int] = typer.Option(None, "--chunk", min=1, metavar="N", help="at most N configurations per program [default: what fits in memory]"),
+    coordinator: Optional[str] = typer.Option(None, "--coordinator", metavar="HOST:PORT", help="multi-host: process 0's address"),
+    num_processes: Optional[int] = typer.Option(None, "--num-processes", min=1, metavar="N", help="multi-host: number of processes"),
+    process_id: Optional[int] = typer.Option(None, "--process-id", min=0, metavar="I", help="multi-host: this process's rank"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress output"),
+) -> None:
+    """Train every combination of the listed values; array-valued settings share one compiled program.
+
+    Each configuration gets a run folder with metrics.json (as optlab run writes it, plus
+    sweep_id) under OUT/SWEEP_ID/, with summary.csv, summary.json and heatmap.png beside them.
+    The sweep folder's path is the last line printed on stdout.
+    """
+    from optlab import devices, sweep
+
+    devices.initialize(coordinator, num_processes, process_id)
+    flags = {k: v for k, v in locals().items() if isinstance(v, str) and k in config.FIELDS}
+    if opt is not None:
+        flags["optimizer"] = opt
+    base, file_grid = _target(target)
+    grid_layers = [*file_grid, config.Layer(dict(_split_set(s) for s in sets), "set"), config.Layer(flags, "flag")]
+    plan = sweep.build(base, grid_layers)
+    bar = SweepBar(quiet or not devices.is_writer())
+    outcome = sweep.run(plan, Path(plan.configs[0].out), bar, best=best, max_lanes=chunk)
+    for notice in outcome.notices:
+        stderr.print(f"[yellow]note:[/] {notice}")
+    if outcome.sweep_dir is None:
+        return
+    if not quiet:
+        stdout.print(summary_table(outcome.rows, plan.grid, bar.metric, outcome.best))
+        if len(plan.varied) > 2:
+            stdout.print(f"heatmap.png: the first two varied settings other than seed; the rest averaged over")
+    print(outcome.sweep_dir)
+
+
+def _target(target: str) -> tuple[list[config.Layer], list[config.Layer]]:
+    """Base layers (the experiment or the file's flat settings) and the file's [sweep] table, if any."""
+    if not (target.endswith(".toml") or Path(target).is_file()):
+        return [config.Layer({"experiment": target}, "argument")], []
+    path = Path(target)
+    base = config.read_toml(path)
+    table = tomllib.loads(path.read_text(encoding="utf-8")).get("sweep", {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"config file {path}: sweep must be a table [sweep]")
+    return [base], [config.Layer({k.replace("-", "_"): v for k, v in table.items()}, path.name)] if table else []
+
+
+def _split_set(item: str) -> tuple[str, str]:
+    key, sep, value = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set expects key=values, got {item!r}")
+    return key.strip().replace("-", "_"), value.strip()
+
+
+def summary_table(rows: Sequence[dict], grid: dict, metric: str, best: dict | None) -> Table:
+    """One line per configuration: the settings that vary, its status and its final metric."""
+    varied = [k for k, v in grid.items() if len(v) > 1]
+    table = Table(title=f"sweep: {len(rows)} configurations, final {metric}", title_justify="left")
+    for name in ("run", *varied, "status", metric):
+        table.add_column(name, justify="right" if name in (*varied, metric) else "left")
+    for r in rows:
+        value = r.get(metric)
+        shown = "—" if value is None or r["status"] != "completed" else (
+            f"{100 * value:.2f}%" if "error" in metric else f"{value:.6g}")
+        style = "bold green" if best and r["run_id"] == best["run_id"] else ("red" if r["status"] != "completed" else None)
+        table.add_row(r["run_id"], *(_cell(r[k]) for k in varied), r["status"], shown, style=style)
+    if best:
+        table.caption = f"best by {metric}: {best['run_id']} → best.toml"
+    return table
+
+
+def _cell(value) -> str:
+    if isinstance(value, list):
+        return "-".join(map(str, value))
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+class SweepBar:
+    """One bar for the whole sweep: configurations × epochs done, and the best metric so far."""
+
+    def __init__(self, quiet: bool = False) -> None:
+        self.quiet, self.metric, self.best, self.done = quiet, "", float("inf"), 0
+        self.bar = None
+
+    def start(self, total: int, description: str, metric: str) -> None:
+        self.metric, self.total = metric, total
+        if self.quiet:
+            return
+        if sys.stderr.isatty():
+            self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=stderr)
+            self.bar.start()
+            self.task = self.bar.add_task(description, total=total, info="compiling…")
+
+    def advance(self, count: int, summaries: Sequence[dict]) -> None:
+        self.done += count
+        values = [s[self.metric] for s in summaries if s.get(self.metric) is not None]
+        self.best = min([self.best, *values])
+        info = f"best {self.metric} {self.best:.4g}" if values or self.best < float("inf") else ""
+        if self.bar is not None:
+            self.bar.update(self.task, completed=self.done, info=info)
+        elif not self.quiet:
+            print(f"sweep {self.done}/{self.total} config-epochs  {info}", file=sys.stderr, flush=True)
+
+    def stop(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()

@@ -1,0 +1,143 @@
+"""Signal propagation at initialisation: why the scale of the initial weights matters.
+
+A batch is pushed through ReLU networks of `depth` hidden layers of `width` units, for each
+initialisation and scale, with no training. Per hidden layer l it records the standard deviation
+of the activations h_l (forward) and the norm of ∂C/∂z_l, the gradient at the pre-activations
+(backward).
+
+Theory (He et al., 2015): with weights of variance g·s²/fan_in, a pre-activation z = W h has
+variance fan_in · Var(w) · E[h²] and a ReLU halves the second moment of a symmetric input, so
+each square layer multiplies the activations' scale by s·√(g/2); backward, δ_l = Wᵀδ_{l+1} ⊙ 1[z>0]
+shrinks or grows by the same factor. He's init (g = 2) keeps it at s; Glorot's on square layers
+(g = 1) gives s/√2, an exponential decay.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from optlab import config, datasets, plots
+from optlab.errors import ConfigError
+from optlab.experiments import EXPERIMENTS, Experiment, RunContext, RunResult
+from optlab.problems import mlp
+
+CLASSES = 10
+
+
+def theory_factor(init: str, scale: float, width: int) -> float:
+    """s·√(g/2) with g = fan_in · std² of the init on a square width × width layer."""
+    g = width * mlp.INITS[init](width, width) ** 2
+    return scale * float(np.sqrt(g / 2))
+
+
+def fitted_factor(values: np.ndarray) -> float:
+    """exp of the least-squares slope of log(values) against the layer index: the per-layer factor."""
+    layers = np.arange(1, len(values) + 1)
+    keep = np.isfinite(values) & (values > 0)  # a signal that underflowed to 0 has no logarithm
+    return float(np.exp(np.polyfit(layers[keep], np.log(values[keep]), 1)[0])) if keep.sum() > 1 else float("nan")
+
+
+@jax.jit
+def propagate(params: list[dict], x: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Per hidden layer: std of h_l, and ‖∂C/∂z_l‖ (C the batch's mean cross-entropy)."""
+
+    def loss(shifts):  # zero shifts added to each z_l: their gradient is ∂C/∂z_l
+        h, hidden = x, []
+        for layer, shift in zip(params[:-1], shifts):
+            h = jax.nn.relu(h @ layer["w"].T + layer["b"] + shift)
+            hidden.append(h)
+        logits = h @ params[-1]["w"].T + params[-1]["b"]
+        return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean(), hidden
+
+    shifts = [jnp.zeros((x.shape[0], layer["b"].shape[0]), x.dtype) for layer in params[:-1]]
+    grads, hidden = jax.grad(loss, has_aux=True)(shifts)
+    return jnp.stack([_scaled(jnp.std, h) for h in hidden]), jnp.stack([_scaled(jnp.linalg.norm, g) for g in grads])
+
+
+def _scaled(stat, a: jax.Array) -> jax.Array:
+    """stat(a) = m·stat(a/m), m = max|a|: squares of 1e-25 underflow float32, squares of O(1) do not."""
+    m = jnp.max(jnp.abs(a))
+    return jnp.where(m > 0, m * stat(a / jnp.where(m > 0, m, 1.0)), 0.0)
+
+
+def inputs(cfg) -> tuple[jax.Array, jax.Array, str]:
+    """The first `batch_size` MNIST training images if the files are present, else uniform noise images."""
+    if all(s.path is not None for s in datasets.locate("mnist", cfg.data_dir, verify=False)):
+        data = datasets.load("mnist", cfg.data_dir)
+        if cfg.batch_size > len(data.train_images):
+            raise ConfigError(f"--batch-size {cfg.batch_size:,} is more than the {len(data.train_images):,} MNIST images")
+        images, labels = data.train_images[: cfg.batch_size], data.train_labels[: cfg.batch_size]
+        source = f"the first {cfg.batch_size:,} MNIST training images ({data.source})"
+    else:
+        rng = np.random.default_rng(cfg.seed)
+        images = rng.integers(0, 256, (cfg.batch_size, 28, 28), dtype=np.uint8)
+        labels = rng.integers(0, CLASSES, cfg.batch_size, dtype=np.uint8)
+        source = f"{cfg.batch_size:,} synthetic uniform-noise 28×28 images (MNIST not found)"
+    return mlp.pixels(jnp.asarray(images)), jnp.asarray(labels, jnp.int32), source
+
+
+def prepare(cfg):
+    x, labels, source = inputs(cfg)
+    return partial(_run, cfg, x, labels, source)
+
+
+def _run(cfg, x, labels, source: str, ctx: RunContext) -> RunResult:
+    rows = {"depth": [], "init": [], "init_scale": [], "activation_std": [], "grad_norm": []}
+    combos = [(d, i, s) for d in cfg.depth for i in cfg.init for s in cfg.init_scale]
+    ctx.progress.start(len(combos), "signals")
+    for n, (depth, init, scale) in enumerate(combos, 1):
+        key = jax.random.fold_in(jax.random.key(cfg.seed), depth)  # the same weights up to scale across inits
+        params = mlp.init(key, (x.shape[1], *[cfg.width] * depth, CLASSES), init, scale)
+        std, grad = (np.asarray(a, np.float64) for a in propagate(params, x, labels))
+        for k, v in zip(rows, (depth, init, scale, std, grad)):
+            rows[k].append(v)
+        ctx.progress.advance(n, {"depth": depth})
+    ctx.progress.stop()
+    deepest = max(cfg.depth)
+    lines = [_line(rows, j, cfg.width) for j, d in enumerate(rows["depth"]) if d == deepest]
+    plots.signals(ctx.run_dir / "signals.png", [(f"{l['init']} ×{l['init_scale']:g}", rows["activation_std"][l["row"]],
+                                                 rows["grad_norm"][l["row"]]) for l in lines],
+                  title=f"ReLU MLP, {deepest} hidden layers of {cfg.width}, at initialisation")
+    for line in lines:
+        del line["row"]
+    summary = {"depth": deepest, "width": cfg.width, "lines": lines}
+    return RunResult("completed", rows, summary, {"data": source}, {"signals": "signals.png"}, params={})
+
+
+def _line(rows: dict, j: int, width: int) -> dict:
+    std, grad = rows["activation_std"][j], rows["grad_norm"][j]
+    init, scale = rows["init"][j], rows["init_scale"][j]
+    return {
+        "row": j, "init": init, "init_scale": scale,
+        "forward_factor": fitted_factor(std),  # h_{l+1} / h_l
+        "backward_factor": 1 / fitted_factor(grad),  # ‖δ_l‖ / ‖δ_{l+1}‖, towards the input
+        "theory_factor": theory_factor(init, scale, width),
+        "activation_std_last_over_first": float(std[-1] / std[0]),
+        "grad_norm_first_over_last": float(grad[0] / grad[-1]),
+    }
+
+
+def _inits(raw) -> tuple[str, ...]:
+    names = tuple(x.strip() for x in (raw.split(",") if isinstance(raw, str) else raw))
+    for n in names:
+        mlp.INITS.entry(n)  # an unknown name: a did-you-mean error
+    return names
+
+
+EXPERIMENTS.register(
+    "signals",
+    "activation std and gradient norm per layer of deep ReLU MLPs at initialisation (--depth, --init, --init-scale)",
+    Experiment(
+        prepare=prepare,
+        fields=("depth", "width", "init", "init_scale", "batch_size", "data_dir"),
+        defaults={"depth": tuple(range(2, 21)), "init": ("glorot", "he", "normal"), "init_scale": (0.5, 1.0, 2.0),
+                  "batch_size": 256},
+        parsers={"init": _inits,
+                 "init_scale": config.number_list(config.positive, None, "comma-separated positive scales (e.g. 0.5,1,2)")},
+    ),
+)

@@ -1,0 +1,108 @@
+"""Curvature-vector products: H·v and G·v without ever forming an n × n matrix.
+
+For a scalar loss C(θ):
+
+    H v = d/dε ∇C(θ + ε v) |ε=0          forward-over-reverse: jax.jvp of jax.grad,
+                                          about the cost of two gradients
+
+For a loss that is a convex output loss L of the network's outputs z = f(θ), the generalised
+Gauss–Newton matrix drops the second derivatives of f:
+
+    G v = Jᵀ (∇²_z L) (J v),  J = ∂f/∂θ   one jvp of f, one H-vector product of L, one vjp of f
+
+G is positive semi-definite where L is convex (softmax cross-entropy is), which is why
+Martens' Hessian-free method prefers it; H is what tells a saddle from a minimum.
+
+Everything here works on *flat* vectors (jax.flatten_util.ravel_pytree) so that Lanczos and
+conjugate gradient can treat the operator as a plain function R^n -> R^n. The matvecs are
+`jax.tree_util.Partial`s carrying the parameters (and the loss's data) as pytree leaves: passed
+into a jitted Lanczos as arguments, they stay inputs of the program. A plain closure would bake
+the network and the data subset into the program as constants, which XLA then spends seconds
+constant-folding at every compile.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
+from jax.tree_util import Partial
+
+MatVec = Callable[[jax.Array], jax.Array]
+
+
+class Operator(NamedTuple):
+    """A symmetric linear operator on R^n given by its action; `unravel` maps back to the pytree."""
+
+    matvec: MatVec
+    n: int
+    dtype: Any
+    unravel: Callable[[jax.Array], Any]
+
+
+def hvp(loss: Callable[[Any], jax.Array], params: Any, v: Any) -> Any:
+    """H v for H = ∇²C(params), with v a pytree shaped like params."""
+    return jax.jvp(jax.grad(loss), (params,), (v,))[1]
+
+
+def ggn_vp(model: Callable[[Any], jax.Array], output_loss: Callable[[jax.Array], jax.Array], params: Any, v: Any) -> Any:
+    """G v = Jᵀ ∇²L(z) J v for C(θ) = L(f(θ)), f = `model`, L = `output_loss`."""
+    z, jv = jax.jvp(model, (params,), (v,))
+    hjv = jax.jvp(jax.grad(output_loss), (z,), (jv,))[1]
+    _, vjp = jax.vjp(model, params)
+    return vjp(hjv)[0]
+
+
+def as_partial(f: Callable) -> Partial:
+    """`f` as a pytree-valued function (a Partial), so that jit can take it as an argument."""
+    return f if isinstance(f, Partial) else Partial(f)
+
+
+def bind_data(loss: Callable, batch: Any, key: jax.Array) -> Partial:
+    """params -> loss(params, batch, key), holding `batch` and `key` as pytree leaves."""
+    return Partial(partial(_loss_on, loss), batch, key)
+
+
+def _loss_on(loss, batch, key, params):
+    return loss(params, batch, key)
+
+
+def _hessian_matvec(loss, params, v):
+    flat, unravel = ravel_pytree(params)
+    return ravel_pytree(hvp(loss, params, unravel(v.astype(flat.dtype))))[0]
+
+
+def hessian_operator(loss: Callable[[Any], jax.Array], params: Any) -> Operator:
+    """The Hessian of `loss` at `params` as a flat matvec."""
+    flat, unravel = ravel_pytree(params)
+    return Operator(Partial(_hessian_matvec, as_partial(loss), params), flat.size, flat.dtype, unravel)
+
+
+def ggn_operator(model: Callable, output_loss: Callable, params: Any) -> Operator:
+    """The generalised Gauss–Newton matrix of L∘f at `params` as a flat matvec."""
+    flat, unravel = ravel_pytree(params)
+
+    def matvec(v: jax.Array) -> jax.Array:
+        return ravel_pytree(ggn_vp(model, output_loss, params, unravel(v.astype(flat.dtype))))[0]
+
+    return Operator(matvec, flat.size, flat.dtype, unravel)
+
+
+def _with_layer(index: int, loss, params, layer):
+    return loss([layer if i == index else p for i, p in enumerate(params)])
+
+
+def block_operators(loss: Callable[[Any], jax.Array], params: list | tuple) -> list[Operator]:
+    """One Hessian operator per top-level entry of `params` (a network's layers): the diagonal
+    block ∂²C/∂θ_l² with every other layer held fixed, whose top eigenvalue is layer l's own
+    curvature."""
+    loss = as_partial(loss)
+    return [hessian_operator(Partial(partial(_with_layer, i), loss, list(params)), params[i]) for i in range(len(params))]
+
+
+def dense(op: Operator) -> jax.Array:
+    """The n × n matrix of `op`, column by column: for tests and tiny problems only."""
+    return jax.vmap(op.matvec, out_axes=1)(jnp.eye(op.n, dtype=op.dtype))

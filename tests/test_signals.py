@@ -1,0 +1,102 @@
+"""The signals experiment against ReLU signal-propagation theory, and the lecture's scaling observation on tiny."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from optlab import config, runner
+from optlab.cli import app
+from optlab.experiments import signals
+from optlab.problems import tiny
+
+SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+
+
+def run_signals(tmp_path: Path, **settings) -> dict:
+    layer = {"experiment": "signals", "run_dir": str(tmp_path / "run"), **settings}
+    return runner.run(config.resolve([config.Layer(layer, "flag")]), quiet=True).record
+
+
+@pytest.fixture(scope="module")
+def deep(tmp_path_factory) -> dict:
+    """20 ReLU layers of 256 units, every init at scales 0.5, 1, 2 (synthetic data unless MNIST is found)."""
+    return run_signals(tmp_path_factory.mktemp("signals"), depth="20", init="glorot,he,normal", init_scale="0.5,1,2")
+
+
+def line(record: dict, init: str, scale: float) -> dict:
+    return next(l for l in record["summary"]["lines"] if l["init"] == init and l["init_scale"] == scale)
+
+
+def test_he_stays_within_a_factor_2_across_20_layers_and_glorot_decays(deep):
+    rows = deep["history"]
+    he = rows["init"].index("he") + 1  # the rows run init-major then scale: he ×1 is the second he row
+    std, grad = np.array(rows["activation_std"][he]), np.array(rows["grad_norm"][he])
+    assert (rows["init"][he], rows["init_scale"][he], len(std)) == ("he", 1.0, 20)
+    assert np.all((0.5 < std / std[0]) & (std / std[0] < 2)) and np.all((0.5 < grad / grad[-1]) & (grad / grad[-1] < 2))
+    glorot = line(deep, "glorot", 1.0)
+    # (1/√2)¹⁹ ≈ 0.0014 in theory: two orders of magnitude down, forward and backward
+    assert glorot["activation_std_last_over_first"] < 0.01 and glorot["grad_norm_first_over_last"] < 0.01
+
+
+@pytest.mark.parametrize("init", ["glorot", "he", "normal"])
+@pytest.mark.parametrize("scale", [0.5, 1.0, 2.0])
+def test_every_lines_per_layer_factor_is_scale_times_root_g_over_2(deep, init, scale):
+    g = {"he": 2.0, "glorot": 1.0, "normal": 256 * 0.01**2}[init]  # Var(w) = g·s²/fan_in on 256-wide layers
+    found = line(deep, init, scale)
+    assert found["theory_factor"] == pytest.approx(scale * np.sqrt(g / 2), rel=1e-12)
+    assert found["forward_factor"] == pytest.approx(found["theory_factor"], rel=0.10)
+    assert found["backward_factor"] == pytest.approx(found["theory_factor"], rel=0.10)
+
+
+def test_every_depth_init_and_scale_is_a_row_and_the_figure_is_written(tmp_path):
+    record = run_signals(tmp_path, depth="2..4", init="he,glorot", init_scale="1", width="32", batch_size="16")
+    assert record["history"]["depth"] == [2, 2, 3, 3, 4, 4]
+    assert [len(s) for s in record["history"]["activation_std"]] == [2, 2, 3, 3, 4, 4]
+    assert list(record["config"]["depth"]) == [2, 3, 4] and list(record["config"]["init"]) == ["he", "glorot"]
+    assert (tmp_path / "run" / "signals.png").read_bytes()[:4] == b"\x89PNG"
+    assert "images" in json.loads((tmp_path / "run" / "metrics.json").read_text())["analysis"]["data"]
+
+
+@pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason="real MNIST not present")
+def test_real_mnist_inputs_follow_the_same_theory(tmp_path):
+    record = run_signals(tmp_path, depth="20", init="he,glorot", init_scale="1", data_dir=str(SHARED_MNIST))
+    assert record["analysis"]["data"].startswith("the first 256 MNIST training images")
+    for l in record["summary"]["lines"]:
+        assert l["forward_factor"] == pytest.approx(l["theory_factor"], rel=0.10)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--init", "he,xavier"], "unknown init 'xavier'"),
+    (["--depth", "0..3"], "--depth must be integers from 1 to 1,000"),
+    (["--init-scale", "1,-2"], "--init-scale must be comma-separated positive scales"),
+])
+def test_bad_signals_settings_are_one_line_exit_2(tmp_path, args, message):
+    result = CliRunner().invoke(app, ["run", "signals", *args, "--out", str(tmp_path)])
+    assert result.exit_code == 2 and result.output.count("\n") == 1
+    assert message in result.output
+
+
+def test_doubling_w1_and_halving_w2_keeps_the_output_and_doubles_w2s_data_gradient():
+    """The lecture's observation on C = (w1·w2 − 1.5)² + 0.04(w1² + w2²).
+
+    With (w1, w2) → (2w1, w2/2) the output w1·w2 is unchanged, so the data term is too; its
+    gradient 2(w1w2 − 1.5)·w1 in w2 doubles and 2(w1w2 − 1.5)·w2 in w1 halves. The weight-decay
+    part 0.08·w2 halves instead, so the *full* ∂C/∂w2 is 2 × data part + ½ × decay part, not 2×.
+    """
+    with jax.enable_x64(True):
+        w, scaled = jnp.asarray([0.5, 1.5]), jnp.asarray([1.0, 0.75])
+        data_grad = jax.grad(lambda p: (p[0] * p[1] - tiny.TARGET) ** 2)
+        decay_grad = 2 * tiny.DECAY * w  # of 0.04(w1² + w2²)
+        assert float(w[0] * w[1]) == float(scaled[0] * scaled[1]) == 0.75
+        np.testing.assert_allclose(data_grad(scaled), [data_grad(w)[0] / 2, 2 * data_grad(w)[1]], rtol=1e-15)
+        np.testing.assert_allclose(data_grad(w), [-2.25, -0.75], rtol=1e-15)  # 2(0.75 − 1.5)·(1.5, 0.5)
+        full, full_scaled = jax.grad(tiny.loss)(w), jax.grad(tiny.loss)(scaled)
+        np.testing.assert_allclose(full_scaled[1], 2 * data_grad(w)[1] + decay_grad[1] / 2, rtol=1e-15)
+        assert float(full[1]) == pytest.approx(-0.63) and float(full_scaled[1]) == pytest.approx(-1.44)  # not 2 × −0.63
