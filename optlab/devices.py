@@ -14,6 +14,11 @@ JAX's own detection. `jax.devices()` then lists every host's devices, the same s
 spans them all, and `to_host` gathers the lanes back to every process; only process 0
 (`is_writer`) writes results.
 
+A single run can instead split each minibatch over the devices (`optlab run --data-parallel`):
+`DataParallel` is a 1-D mesh named "data" with the parameters, optimizer state and images
+replicated and every minibatch sharded along its batch axis; XLA partitions the forward and
+backward pass and all-reduces the gradient.
+
     # by hand, two hosts (run on each, with its own --process-id):
     optlab sweep mnist --lr 1e-4,1e-3 --seed 0..7 --coordinator host0:1234 --num-processes 2 --process-id 0
     # SLURM: one task per host; JAX reads SLURM_* itself
@@ -33,6 +38,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from optlab.errors import ConfigError
 
 AXIS = "config"
+DATA_AXIS = "data"
 # Variables by which JAX's cluster detection recognises a multi-process launch.
 CLUSTER_VARIABLES = ("JAX_COORDINATOR_ADDRESS", "SLURM_JOB_ID", "OMPI_MCA_orte_hnp_uri", "PMIX_RANK")
 
@@ -114,6 +120,35 @@ class Lanes:
     def put(array: np.ndarray, sharding: NamedSharding) -> jax.Array:
         # make_array_from_callback works across hosts too: each process supplies its devices' slices.
         return jax.make_array_from_callback(array.shape, sharding, lambda index: array[index])
+
+
+@dataclass(frozen=True)
+class DataParallel:
+    """One run's minibatches split over the devices of a 1-D mesh along axis "data"."""
+
+    mesh: Mesh
+
+    @classmethod
+    def over(cls, devices: Sequence[jax.Device] | None = None) -> "DataParallel":
+        devices = list(jax.devices() if devices is None else devices)
+        return cls(Mesh(np.array(devices), (DATA_AXIS,)))
+
+    @property
+    def size(self) -> int:
+        return self.mesh.size
+
+    @property
+    def batch(self) -> NamedSharding:
+        """A minibatch (any pytree of arrays with a leading batch axis): slice d on device d."""
+        return NamedSharding(self.mesh, PartitionSpec(DATA_AXIS))
+
+    @property
+    def replicated(self) -> NamedSharding:
+        return NamedSharding(self.mesh, PartitionSpec())
+
+    def replicate(self, tree: Any) -> Any:
+        """Every device gets the whole of `tree` (parameters, optimizer state, the images)."""
+        return jax.device_put(tree, self.replicated)
 
 
 def to_host(tree: Any) -> Any:

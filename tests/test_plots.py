@@ -51,7 +51,7 @@ def test_landscape_tolerates_nan_inf_and_far_points(tmp_path):
 
 def test_landscape_auto_bounds_ignore_divergence_but_cover_starts():
     far = np.array([[3.0, -4.0], [30.0, 40.0], [1e12, 1e12], [np.nan, np.nan]])
-    w1min, w1max, w2min, w2max = plots._landscape_bounds([far], [(0.0, 0.0)])
+    w1min, w1max, w2min, w2max = plots.training._landscape_bounds([far], [(0.0, 0.0)])
     assert w1min <= -2.5 and w2max >= 2.5  # at least [-2.5, 2.5]^2
     assert w2min < -4.0 and w1max > 30.0  # the start and the in-reach step are shown
     assert w1max < 100  # the runaway point does not shrink the landscape to a dot

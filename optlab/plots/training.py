@@ -1,79 +1,27 @@
-"""Figures: one function per figure, plain arrays and dicts in, a PNG path out.
-
-Every function builds a `matplotlib.figure.Figure` on the Agg canvas (no pyplot, no global
-state), so figures render headless and from threads, and writes the PNG atomically through
-`optlab.results.write_atomic`. Nothing here knows about the engine or the run folder layout.
-Non-finite numbers (a diverged run) never break a figure: they are masked, and the view is
-clipped to what is meaningful.
-"""
+"""The figures of a run: the tiny landscape, loss curves, learning curves, first-layer weights, sparsity."""
 
 from __future__ import annotations
 
-import io
 import math
 from pathlib import Path
-from typing import Any, Callable, Mapping, NamedTuple, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
-from matplotlib import colormaps, patheffects
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.colors import LogNorm, Normalize
-from matplotlib.figure import Figure
+from matplotlib import patheffects
+from matplotlib.colors import LogNorm
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogFormatterSciNotation, LogLocator
 
-from optlab.results import write_atomic
+from optlab.plots._base import Curve, floats, masked, new_figure, save
 
-DPI = 120
 # A white halo keeps lines and markers readable on any part of a colour map.
-_HALO = [patheffects.withStroke(linewidth=2.6, foreground="white")]
+HALO = [patheffects.withStroke(linewidth=2.6, foreground="white")]
+
 _CRITICAL_STYLE = {  # kind -> marker style; the legend gets one entry per kind present
     "minimum": dict(marker="*", s=220, c="white", edgecolors="black", linewidths=0.9),
     "saddle": dict(marker="X", s=110, c="white", edgecolors="black", linewidths=0.9),
     "maximum": dict(marker="^", s=110, c="white", edgecolors="black", linewidths=0.9),
 }
-
-
-class Curve(NamedTuple):
-    """One line of a `curves` figure; `lo`/`hi` (e.g. mean ± std over seeds) draw a band."""
-
-    label: str
-    x: np.ndarray
-    y: np.ndarray
-    lo: np.ndarray | None = None
-    hi: np.ndarray | None = None
-
-
-def _figure(width: float, height: float) -> Figure:
-    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _save(fig: Figure, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    buf = io.BytesIO()
-    # "tight" also fits inset axes (the landscape's colourbar), which constrained layout ignores.
-    fig.savefig(buf, format="png", dpi=DPI, facecolor="white", bbox_inches="tight", pad_inches=0.08)
-    write_atomic(path, buf.getvalue())
-    return path
-
-
-def _floats(values: Any) -> np.ndarray:
-    """A float array, with None (how metrics.json stores NaN/inf) read back as NaN."""
-    if values is None:
-        return np.array([], dtype=float)
-    return np.array([np.nan if v is None else v for v in np.ravel(np.asarray(values, dtype=object))], dtype=float)
-
-
-def _masked(y: np.ndarray, logy: bool) -> np.ndarray:
-    """Non-finite values (and non-positive ones on a log axis) become NaN, which breaks the line."""
-    keep = np.isfinite(y) & ((y > 0) if logy else True)
-    return np.where(keep, y, np.nan)
-
-
-# ----------------------------------------------------------------------------- landscape
 
 
 def _landscape_bounds(trajectories: Sequence[np.ndarray], points: Sequence[tuple[float, float]]
@@ -132,7 +80,7 @@ def landscape(path: str | Path, loss_grid: Callable[[np.ndarray, np.ndarray], np
     z = np.ma.masked_invalid(np.clip(z, levels[0], levels[-1]))
 
     ratio = min(max((bounds[3] - bounds[2]) / (bounds[1] - bounds[0]), 0.4), 2.5)  # equal aspect
-    fig = _figure(7.4, 5.6 * ratio + 0.9)
+    fig = new_figure(7.4, 5.6 * ratio + 0.9)
     ax = fig.add_subplot()
     filled = ax.contourf(w1, w2, z, levels=levels, norm=LogNorm(levels[0], levels[-1]), cmap="viridis")
     ax.contour(w1, w2, z, levels=levels[::3], colors="black", linewidths=0.5, alpha=0.35)
@@ -146,7 +94,7 @@ def landscape(path: str | Path, loss_grid: Callable[[np.ndarray, np.ndarray], np
         colour = f"C{(i + 1) % 10}"  # C0 (blue) vanishes into viridis' dark end
         diverged = not np.all(np.isfinite(traj))
         # A marker per step shows the step size; past ~200 steps they would merge into a thick line.
-        line, = ax.plot(t[:, 0], t[:, 1], "-o", color=colour, lw=1.6, ms=2.8, path_effects=_HALO,
+        line, = ax.plot(t[:, 0], t[:, 1], "-o", color=colour, lw=1.6, ms=2.8, path_effects=HALO,
                         markevery=max(1, len(t) // 200), zorder=3,
                         label=f"{label} (diverged)" if diverged else label)
         handles.append(line)
@@ -166,7 +114,7 @@ def landscape(path: str | Path, loss_grid: Callable[[np.ndarray, np.ndarray], np
     ax.set_aspect("equal")
     if handles:
         ax.legend(handles=handles, loc="best", fontsize="small", framealpha=0.85)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 # ----------------------------------------------------------------------------- curves
@@ -175,21 +123,21 @@ def landscape(path: str | Path, loss_grid: Callable[[np.ndarray, np.ndarray], np
 def curves(path: str | Path, curves: Sequence[Curve], *, xlabel: str, ylabel: str,
            logy: bool = True, title: str = "") -> Path:
     """Overlaid lines, each with an optional shaded lo..hi band (e.g. mean ± std over seeds)."""
-    ys = [_floats(c.y) for c in curves]
+    ys = [floats(c.y) for c in curves]
     positive = np.concatenate([y[np.isfinite(y) & (y > 0)] for y in ys] + [np.array([])])
     logy = logy and positive.size > 0  # a log axis with nothing positive on it is an empty plot
     floor = float(positive.min()) if logy else -np.inf
 
-    fig = _figure(7.0, 4.5)
+    fig = new_figure(7.0, 4.5)
     ax = fig.add_subplot()
     for i, (c, y) in enumerate(zip(curves, ys)):
-        x = _floats(c.x)
+        x = floats(c.x)
         if x.shape != y.shape:
             raise ValueError(f"curve {c.label!r}: x has {x.size} points, y has {y.size}")
-        line, = ax.plot(x, _masked(y, logy), lw=1.8, color=f"C{i % 10}", label=c.label)
+        line, = ax.plot(x, masked(y, logy), lw=1.8, color=f"C{i % 10}", label=c.label)
         if c.lo is not None and c.hi is not None:
             # On a log axis the lower edge of mean - std is often <= 0: floor it at the lowest value shown.
-            lo, hi = np.maximum(_floats(c.lo), floor), _floats(c.hi)
+            lo, hi = np.maximum(floats(c.lo), floor), floats(c.hi)
             ok = np.isfinite(lo) & np.isfinite(hi) & np.isfinite(x)
             ax.fill_between(x, np.where(ok, lo, np.nan), np.where(ok, hi, np.nan), where=ok,
                             color=line.get_color(), alpha=0.2, lw=0)
@@ -199,7 +147,7 @@ def curves(path: str | Path, curves: Sequence[Curve], *, xlabel: str, ylabel: st
     ax.grid(True, which="major", alpha=0.3)
     if len(curves) > 1:
         ax.legend(fontsize="small")
-    return _save(fig, path)
+    return save(fig, path)
 
 
 # ----------------------------------------------------------------------------- learning curves
@@ -207,23 +155,23 @@ def curves(path: str | Path, curves: Sequence[Curve], *, xlabel: str, ylabel: st
 
 def learning_curves(path: str | Path, history: Mapping[str, Sequence[float]], title: str = "") -> Path:
     """Three panels: train/test loss, train/test error in % (best test error marked), learning rate."""
-    n = max((len(_floats(v)) for v in history.values()), default=0)
-    epoch = _floats(history["epoch"]) if "epoch" in history else np.arange(1.0, n + 1)
+    n = max((len(floats(v)) for v in history.values()), default=0)
+    epoch = floats(history["epoch"]) if "epoch" in history else np.arange(1.0, n + 1)
 
     def series(key: str, scale: float = 1.0) -> np.ndarray | None:
         if key not in history:
             return None
-        v = _floats(history[key]) * scale
+        v = floats(history[key]) * scale
         return v if v.size == epoch.size else None
 
-    fig = _figure(14.0, 4.0)
+    fig = new_figure(14.0, 4.0)
     ax_loss, ax_err, ax_lr = fig.subplots(1, 3)
     for ax, kind, scale in ((ax_loss, "loss", 1.0), (ax_err, "error", 100.0)):
         lines = [(split, style, series(f"{split}_{kind}", scale)) for split, style in (("train", "-"), ("test", "--"))]
         lines = [(split, style, v) for split, style, v in lines if v is not None]
         logy = any(np.any(np.isfinite(v) & (v > 0)) for _, _, v in lines)  # all-zero errors: linear axis
         for split, style, v in lines:
-            ax.plot(epoch, _masked(v, logy), style, lw=1.8, label=split)
+            ax.plot(epoch, masked(v, logy), style, lw=1.8, label=split)
         if ax.lines:
             ax.set_yscale("log" if logy else "linear")
             ax.legend(fontsize="small")
@@ -249,7 +197,7 @@ def learning_curves(path: str | Path, history: Mapping[str, Sequence[float]], ti
     ax_lr.set(title="learning rate", xlabel="epoch", ylabel="step size")
     if title:
         fig.suptitle(title)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 # ----------------------------------------------------------------------------- weight tiles
@@ -291,7 +239,7 @@ def weight_tiles(path: str | Path, snapshots: Mapping[int, np.ndarray],
     n = len(items)
     cols = n if n <= 4 else math.ceil(n / 2) if n <= 10 else 5
     rows = math.ceil(n / cols)
-    fig = _figure(3.7 * cols, 4.0 * rows + (0.3 if title else 0))
+    fig = new_figure(3.7 * cols, 4.0 * rows + (0.3 if title else 0))
     axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
     for ax, (epoch, w) in zip(axes, items):
         mosaic = tile_grid(w, image_shape)
@@ -306,7 +254,7 @@ def weight_tiles(path: str | Path, snapshots: Mapping[int, np.ndarray],
         ax.set_visible(False)
     if title:
         fig.suptitle(title)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 # ----------------------------------------------------------------------------- sparsity
@@ -319,7 +267,7 @@ def sparsity(path: str | Path, activity: Sequence[np.ndarray], dead: Sequence[in
     accepted and reduced to mean(h > 0). Units that are never active get their own red bar at 0.
     """
     layers = len(activity)
-    fig = _figure(max(4.6 * layers, 5.0), 3.8)
+    fig = new_figure(max(4.6 * layers, 5.0), 3.8)
     axes = np.atleast_1d(fig.subplots(1, max(layers, 1), sharey=True, squeeze=False)).ravel()
     edges = np.linspace(0.0, 1.0, 21)
     for k, (ax, act) in enumerate(zip(axes, activity)):
@@ -341,103 +289,7 @@ def sparsity(path: str | Path, activity: Sequence[np.ndarray], dead: Sequence[in
         axes[0].legend(fontsize="small", loc="upper left")
     if title:
         fig.suptitle(title)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 # ----------------------------------------------------------------------------- heatmap
-
-
-def heatmap(path: str | Path, values: np.ndarray, row_labels: Sequence[str], col_labels: Sequence[str], *,
-            xlabel: str, ylabel: str, title: str = "", fmt: str = "{:.3g}") -> Path:
-    """A grid of one final metric with the value in each cell; NaN/inf cells read "diverged".
-
-    The colour scale is logarithmic when every finite value is positive and they span over
-    two decades (final losses across learning rates usually do), linear otherwise.
-    """
-    v = np.atleast_2d(np.asarray(values, dtype=float))
-    if v.shape != (len(row_labels), len(col_labels)):
-        raise ValueError(f"values of shape {v.shape} do not match {len(row_labels)} rows x {len(col_labels)} cols")
-    finite = v[np.isfinite(v)]
-    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
-    norm = LogNorm(lo, hi) if lo > 0 and hi > 100 * lo else Normalize(lo, hi if hi > lo else lo + 1)
-    cmap = colormaps["viridis"].with_extremes(bad="#c8c8c8")
-
-    fig = _figure(min(2.6 + 1.1 * v.shape[1], 16), min(1.8 + 0.55 * v.shape[0], 12))
-    ax = fig.add_subplot()
-    image = ax.imshow(np.ma.masked_invalid(v), cmap=cmap, norm=norm, aspect="auto")
-    fig.colorbar(image, ax=ax)
-    for (r, c), x in np.ndenumerate(v):
-        if np.isfinite(x):
-            red, green, blue, _ = cmap(norm(x))
-            dark = 0.299 * red + 0.587 * green + 0.114 * blue < 0.5
-            ax.text(c, r, fmt.format(x), ha="center", va="center", fontsize="small",
-                    color="white" if dark else "black")
-        else:
-            ax.text(c, r, "diverged", ha="center", va="center", fontsize="small", color="#444444",
-                    style="italic")
-    ax.set_xticks(range(v.shape[1]), [str(s) for s in col_labels])
-    ax.set_yticks(range(v.shape[0]), [str(s) for s in row_labels])
-    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
-    return _save(fig, path)
-
-
-
-# ----------------------------------------------------------------------------- curvature and signals
-
-
-def signals(path: str | Path, lines: Sequence[tuple[str, np.ndarray, np.ndarray]], title: str = "") -> Path:
-    """Two panels against the hidden layer index on a log axis: activation std (forward) and
-    gradient norm at the pre-activations (backward); one line (label, std, grad) per init."""
-    fig = _figure(11.0, 4.5)
-    forward, backward = fig.subplots(1, 2)
-    for i, (label, std, grad) in enumerate(lines):
-        std, grad = _floats(std), _floats(grad)
-        layers = np.arange(1, len(std) + 1)
-        forward.plot(layers, _masked(std, True), marker=".", color=f"C{i % 10}", label=label)
-        backward.plot(layers, _masked(grad, True), marker=".", color=f"C{i % 10}", label=label)
-    forward.set(xlabel="hidden layer", ylabel="activation std", yscale="log", title="forward")
-    backward.set(xlabel="hidden layer", ylabel="‖∂C/∂z‖", yscale="log", title="backward")
-    for ax in (forward, backward):
-        ax.grid(True, which="major", alpha=0.3)
-    forward.legend(fontsize="small")
-    if title:
-        fig.suptitle(title)
-    return _save(fig, path)
-
-
-def spectral_density(path: str | Path, eigenvalue: Sequence[float], density: Sequence[float],
-                     top: Sequence[float] = (), title: str = "") -> Path:
-    """The Hessian's eigenvalue density on a log axis (its bulk is near 0, its outliers orders of
-    magnitude thinner), with the Lanczos top eigenvalues marked."""
-    x, y = _floats(eigenvalue), _floats(density)
-    fig = _figure(7.0, 4.5)
-    ax = fig.add_subplot()
-    positive = y[np.isfinite(y) & (y > 0)]
-    floor = max(float(positive.max()) * 1e-8, float(positive.min())) if positive.size else 1e-12
-    ax.semilogy(x, np.where(np.isfinite(y) & (y > floor), y, floor), color="C0")
-    for value in _floats(top):
-        ax.axvline(value, color="C3", lw=0.6, alpha=0.5)
-    ax.axvline(0.0, color="black", lw=0.8, ls=":")
-    ax.set(xlabel="eigenvalue", ylabel="density", title=title)
-    ax.grid(True, which="major", alpha=0.3)
-    return _save(fig, path)
-
-
-def edge_of_stability(path: str | Path, epochs: Sequence[float], lambda_max: Sequence[float],
-                      lr: Sequence[float], title: str = "") -> Path:
-    """λmax of the Hessian and 2/λmax against the learning rate η over training: gradient descent
-    on a quadratic is stable only while η < 2/λmax ("edge of stability", Cohen et al., 2021)."""
-    e, lam, eta = _floats(epochs), _floats(lambda_max), _floats(lr)
-    fig = _figure(7.0, 4.5)
-    ax = fig.add_subplot()
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ax.semilogy(e, _masked(2 / lam, True), marker="o", color="C0", label="2 / λmax")
-    ax.semilogy(e, _masked(eta, True), marker=".", color="C3", label="learning rate η")
-    twin = ax.twinx()
-    twin.semilogy(e, _masked(lam, True), ls="--", color="C2", label="λmax")
-    twin.set_ylabel("λmax")
-    ax.set(xlabel="epoch", ylabel="step size", title=title)
-    ax.grid(True, which="major", alpha=0.3)
-    ax.legend(loc="upper left", fontsize="small")
-    twin.legend(loc="upper right", fontsize="small")
-    return _save(fig, path)
