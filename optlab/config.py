@@ -153,6 +153,7 @@ class RunConfig:
     weight_decay: float = field(default=0.0, metadata={"parse": non_negative, "help": "L2 penalty (λ/2)‖W‖² on the weights"})
     target_error: float = field(default=0.012, metadata={"parse": fraction, "help": "test error for time_to_target_s"})
     train_subset: int | None = field(default=None, metadata={"parse": count(10_000_000), "help": "train on the first N images only"})
+    data_parallel: bool = field(default=False, metadata={"parse": boolean, "help": "split each minibatch over all devices (gradients all-reduced by XLA)"})
     checkpoint_every: int | None = field(default=None, metadata={"parse": count(100_000), "help": "save a checkpoint every N epochs (default: whenever 5 s have passed)"})
     analyze: tuple[int, ...] | None = field(default=None, metadata={"parse": number_list(count(100_000), None, "comma-separated epochs (e.g. --analyze 1,10,50)"), "help": "Hessian spectrum after these epochs"})
     data_dir: str | None = field(default=None, metadata={"parse": optional_path, "help": "folder with the dataset files"})

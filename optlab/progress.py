@@ -40,7 +40,7 @@ class Lines:
         self.total, self.description = total, description
 
     def advance(self, completed: int, metrics: Mapping[str, float]) -> None:
-        print(f"{self.description} epoch {completed}/{self.total}  {describe(metrics)}", file=self.stream, flush=True)
+        print(f"{self.description} {completed}/{self.total}  {describe(metrics)}".rstrip(), file=self.stream, flush=True)
 
     def stop(self) -> None: ...
 

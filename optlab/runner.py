@@ -75,7 +75,10 @@ def _execute(job, run_dir: Path, record: dict, bar: Progress, resume: bool) -> R
     results.write_metrics(run_dir, record)
 
     def save_progress(history: dict, summary: dict, analysis: dict | None = None) -> None:
-        record.update(history=history, summary=summary, analysis=analysis or record["analysis"])
+        # Copies: the experiment goes on appending to its own lists, and an interrupted run must
+        # record exactly the last consistent state (history and summary of the same epoch).
+        record.update(history={k: list(v) for k, v in history.items()}, summary=dict(summary),
+                      analysis=dict(analysis or record["analysis"]))
         results.write_metrics(run_dir, record)
 
     def save_checkpoint(epoch: int, state, extras: dict) -> None:

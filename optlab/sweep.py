@@ -116,6 +116,8 @@ def build(base: Sequence[Layer], grid_layers: Sequence[Layer]) -> Sweep:
     configs, seen = [], {}
     for combo in itertools.product(*grid.values()):
         cfg = config.resolve([*base, *(Layer({k: v}, _source(labels[k])) for k, v in zip(grid, combo))])
+        if getattr(cfg, "data_parallel", False):
+            raise ConfigError("data_parallel is for single runs: a sweep shards its configurations over the devices instead")
         if cfg in seen:
             raise ConfigError(f"the grid lists the same configuration twice ({_describe(dict(zip(grid, combo)))})")
         seen[cfg] = True

@@ -123,3 +123,115 @@ def test_sharded_sweep_gives_the_numbers_of_the_unsharded_one(sharded_report):
     assert sharded_report["tiny_max_diff"] == 0.0
     assert sharded_report["mnist_max_diff"] <= 1e-6
     assert all(loss < 1.0 for loss in sharded_report["mnist_final_losses"])  # they trained
+
+
+# ---- one run, its minibatches split over 4 devices (--data-parallel) ---------------------------
+
+DATA_PARALLEL_SCRIPT = textwrap.dedent('''
+    import json, sys
+    from pathlib import Path
+    import jax
+    sys.path.insert(0, {tests!r})
+    from typer.testing import CliRunner
+    from test_classify import BASE, write_fixture
+    from optlab import config, devices, engine, runner
+    from optlab.cli import app
+    from optlab.errors import Interrupted
+    from optlab.experiments import classify
+    from optlab.problems import mlp
+
+    tmp = Path({tmp!r})
+    data = write_fixture(tmp / "bars")
+    settings = {{**BASE, "data_dir": str(data), "input_noise": "0.3", "dropout": "0.1", "epochs": "3"}}
+    resolve = lambda **more: config.resolve([config.Layer({{**settings, **more}}, "flag")])
+    report = {{"devices": len(jax.devices())}}
+
+    plain = runner.run(resolve(run_dir=str(tmp / "plain")), quiet=True).record
+    split = runner.run(resolve(run_dir=str(tmp / "split"), data_parallel="on"), quiet=True).record
+    report["max_diff"] = max(abs(a - b) for k in ("train_loss", "test_loss", "minibatch_loss", "test_error")
+                             for a, b in zip(plain["history"][k], split["history"][k]))
+    report["epochs"] = [len(plain["history"]["epoch"]), len(split["history"]["epoch"])]
+    report["summary_devices"] = [plain["summary"].get("data_parallel_devices"), split["summary"].get("data_parallel_devices")]
+    report["config"] = split["config"]["data_parallel"]
+
+    class StopAfter2:  # a Ctrl-C after the second epoch, once its checkpoint is written
+        def start(self, total, description): pass
+        def advance(self, completed, metrics):
+            if completed == 2: raise KeyboardInterrupt
+        def stop(self): pass
+    try:
+        runner.run(resolve(run_dir=str(tmp / "resumed"), data_parallel="on", checkpoint_every="1"), bar=StopAfter2())
+    except Interrupted:
+        pass
+    resumed = runner.resume(tmp / "resumed", quiet=True).record
+    report["resume_equal"] = all(resumed["history"][k] == split["history"][k] for k in ("train_loss", "minibatch_loss"))
+
+    # The engine's own epoch with the batch sharding: what each device sees of a minibatch.
+    cfg = resolve(data_parallel="on")
+    dataset, n_train, sizes = classify.validate(cfg)
+    dp = devices.DataParallel.over()
+    hp = classify.hyperparams(cfg)
+    hp, state = dp.replicate((hp, classify.initial_state(cfg, sizes, n_train, hp)))
+    images, labels = dp.replicate((dataset.train_images, dataset.train_labels))
+    seen = []
+    def loss(params, batch, key):
+        jax.debug.inspect_array_sharding(batch[0], callback=lambda s: seen.append(s))
+        return mlp.loss(params, batch, key)
+    epoch = jax.jit(engine.epoch_fn(loss, classify.make_tx_for(cfg, 36), n_train, cfg.batch_size, dp.batch))
+    compiled = epoch.lower(state, hp, images, labels).compile()
+    report["batch_devices"] = len(seen[0].device_set)
+    report["shard_shape"] = list(seen[0].shard_shape((cfg.batch_size, 28, 28)))
+    report["all_reduce"] = "all-reduce" in compiled.as_text()
+    state, _, _ = compiled(state, hp, images, labels)
+    report["params_replicated"] = state.params[0]["w"].sharding.is_fully_replicated
+
+    bad = CliRunner().invoke(app, ["run", "mnist", "--data-dir", str(data), "--batch-size", "30", "--data-parallel",
+                                   "--epochs", "1", "--hidden", "8", "--out", str(tmp / "bad"), "-q"])
+    report["bad"] = [bad.exit_code, bad.stderr, (tmp / "bad").exists()]
+    print(json.dumps(report))
+''')
+
+
+@pytest.fixture(scope="module")
+def data_parallel_report(tmp_path_factory) -> dict:
+    tmp = tmp_path_factory.mktemp("data-parallel")
+    script = DATA_PARALLEL_SCRIPT.format(tests=str(Path(__file__).parent), tmp=str(tmp))
+    env = os.environ | {"XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_data_parallel_is_a_setting_of_network_runs():
+    from optlab import config
+
+    cfg = config.resolve([config.Layer({"experiment": "mnist", "data_parallel": "on"}, "flag")])
+    assert cfg.data_parallel is True and config.relevant(cfg)["data_parallel"] is True
+    with pytest.raises(ConfigError, match="--data-parallel must be true or false"):
+        config.resolve([config.Layer({"experiment": "mnist", "data_parallel": "sometimes"}, "flag")])
+    with pytest.raises(ConfigError, match="does not apply to experiment 'tiny'"):
+        config.resolve([config.Layer({"experiment": "tiny", "data_parallel": "on"}, "flag")])
+
+
+@pytest.mark.slow
+def test_data_parallel_gives_the_numbers_of_one_device(data_parallel_report):
+    r = data_parallel_report
+    assert r["devices"] == 4 and r["epochs"] == [3, 3] and r["config"] is True
+    assert r["max_diff"] <= 1e-5  # float32: the batch mean is summed in another order
+    assert r["summary_devices"] == [None, 4]
+    assert r["resume_equal"]  # a restored state is replicated again and goes on exactly
+
+
+@pytest.mark.slow
+def test_data_parallel_splits_every_minibatch_over_every_device(data_parallel_report):
+    r = data_parallel_report
+    assert r["batch_devices"] == 4 and r["shard_shape"] == [5, 28, 28]  # 20 images: 5 per device
+    assert r["all_reduce"] and r["params_replicated"]  # XLA sums the gradient; every device has the parameters
+
+
+@pytest.mark.slow
+def test_data_parallel_batch_must_divide_over_the_devices(data_parallel_report):
+    code, stderr, folder_made = data_parallel_report["bad"]
+    assert code == 2 and not folder_made
+    assert stderr.strip().count("\n") == 0
+    assert "--batch-size 30" in stderr and "4 devices" in stderr and "--data-parallel" in stderr

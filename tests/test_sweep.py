@@ -261,3 +261,11 @@ def test_network_lanes_match_single_runs_and_a_diverged_lane_harms_no_other(tmp_
             np.testing.assert_allclose(np.array(lane["history"][key], float), np.array(single["history"][key], float),
                                        rtol=1e-6, atol=1e-7, err_msg=key)
         np.testing.assert_array_equal(lane["analysis"]["dead_units"], single["analysis"]["dead_units"])
+
+
+def test_data_parallel_is_refused_in_a_sweep():
+    from optlab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="data_parallel is for single runs"):
+        sweep.build([config.Layer({"experiment": "mnist", "data_parallel": "true"}, "flag")],
+                    [config.Layer({"lr": "1e-3,1e-2"}, "set")])

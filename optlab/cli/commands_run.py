@@ -40,6 +40,7 @@ def run_command(
     dropout: Optional[str] = _opt("--dropout", metavar="P", help="networks: dropout on hidden units (default: 0)"),
     weight_decay: Optional[str] = _opt("--weight-decay", metavar="FLOAT", help="networks: L2 penalty λ (default: 0)"),
     train_subset: Optional[str] = _opt("--train-subset", metavar="N", help="networks: train on the first N images only"),
+    data_parallel: Optional[bool] = typer.Option(None, "--data-parallel", help="networks: split each minibatch over all devices; the batch size must divide evenly", show_default=False),
     target_error: Optional[str] = _opt("--target-error", metavar="FRACTION", help="networks: test error for time_to_target_s (default: 0.012)"),
     checkpoint_every: Optional[str] = _opt("--checkpoint-every", metavar="N", help="networks: checkpoint every N epochs (default: whenever 5 s have passed)"),
     analyze: Optional[str] = _opt("--analyze", metavar="EPOCHS", help="networks: Hessian spectrum (Lanczos) after these epochs, e.g. 1,10,50"),

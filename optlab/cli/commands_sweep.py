@@ -27,7 +27,7 @@ def _grid(*names: str, metavar: str, help: str):
 
 @app.command("sweep")
 def sweep_command(
-    target: str = typer.Argument(..., metavar="EXPERIMENT|FILE.toml", help="an experiment, or a file with a [sweep] table"),
+    target: str = typer.Argument(..., metavar="EXPERIMENT|FILE.toml", help="an experiment, or a file with a \\[sweep] table"),
     opt: Optional[str] = _grid("--opt", metavar="NAME,…", help="optimizers (each its own program)"),
     lr: Optional[str] = _grid("--lr", metavar="FLOAT,…", help="step sizes η, e.g. 1e-4,3e-4,1e-3"),
     lr_schedule: Optional[str] = _grid("--lr-schedule", metavar="NAME,…", help="schedules (each its own program)"),

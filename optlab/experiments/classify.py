@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from optlab import analysis, checkpoint, datasets, optimizers, plots, schedules
+from optlab import analysis, checkpoint, datasets, devices, optimizers, plots, schedules
 from optlab.engine import TrainState, epoch_fn, init_state
 from optlab.errors import ConfigError, ResultsError
 from optlab.experiments import EXPERIMENTS, Experiment, RunContext, RunResult
@@ -42,6 +42,9 @@ def validate(cfg, dataset: datasets.Dataset | None = None) -> tuple:
         raise ConfigError(f"--train-subset {n_train:,} is more than the {available:,} training images")
     if cfg.batch_size > n_train:
         raise ConfigError(f"--batch-size {cfg.batch_size:,} is larger than the training set ({n_train:,} images)")
+    if cfg.data_parallel and cfg.batch_size % len(jax.devices()):
+        n = len(jax.devices())
+        raise ConfigError(f"--batch-size {cfg.batch_size:,} does not split evenly over {n} devices (--data-parallel): use a multiple of {n}")
     sizes = (int(np.prod(dataset.train_images.shape[1:])), *cfg.hidden, 10)
     optimizers.check_size(cfg.optimizer, mlp.param_count(sizes), 4)
     return dataset, n_train, sizes
@@ -90,12 +93,15 @@ def initial_state(cfg, sizes, n_train: int, hp: dict) -> TrainState:
     return init_state(make_tx_for(cfg, total_steps(cfg, n_train)), params, hp, train_key)
 
 
-def train_epoch(cfg, n_train: int):
-    """`epoch(state, hp, images, labels)`: engine.epoch_fn with the loss built from `hp`; jit or vmap it."""
+def train_epoch(cfg, n_train: int, batch_sharding=None):
+    """`epoch(state, hp, images, labels)`: engine.epoch_fn with the loss built from `hp`; jit or vmap it.
+
+    `batch_sharding` splits each minibatch over devices (data parallel; see devices.DataParallel).
+    """
     make_tx = make_tx_for(cfg, total_steps(cfg, n_train))
 
     def epoch(state, hp, images, labels):
-        return epoch_fn(loss_for(cfg, hp), make_tx, n_train, cfg.batch_size)(state, hp, images, labels)
+        return epoch_fn(loss_for(cfg, hp), make_tx, n_train, cfg.batch_size, batch_sharding)(state, hp, images, labels)
 
     return epoch
 
@@ -121,7 +127,7 @@ class Log:
     def record(self, row: tuple, first_layer, compile_time: float, train_time: float) -> None:
         """Add one epoch's row (HISTORY_KEYS order); `first_layer` is a callable giving W1 when a snapshot is due."""
         for key, value in zip(HISTORY_KEYS, row):
-            self.history[key].append(float(value))
+            self.history[key].append(_shortest(value))
         e = int(row[0])
         if not np.isfinite(self.history["minibatch_loss"][-1]) or not np.isfinite(self.history["train_loss"][-1]):
             self.status = "diverged"
@@ -129,24 +135,32 @@ class Log:
             return
         if e in SNAPSHOT_EPOCHS or e == self.cfg.epochs:
             self.snapshots[e] = np.asarray(first_layer())
-        self.summary = _summary(self.history, self.cfg, compile_time, train_time, self.summary)
+        self.summary = self.summary | _summary(self.history, self.cfg, compile_time, train_time, self.summary)
 
 
 def _train(cfg, dataset, n_train: int, sizes, ctx: RunContext) -> RunResult:
-    data = Data(*(jax.device_put(a) for a in (
+    # Data parallel: everything replicated over the devices but each minibatch, split along its batch axis.
+    split = devices.DataParallel.over() if cfg.data_parallel else None
+    place = split.replicate if split else jax.device_put
+    data = Data(*place((
         dataset.train_images[:n_train], dataset.train_labels[:n_train], dataset.test_images, dataset.test_labels)))
     hp = hyperparams(cfg)
-    state = initial_state(cfg, sizes, n_train, hp)
+    hp, state = place((hp, initial_state(cfg, sizes, n_train, hp)))
 
     begin = time.perf_counter()
-    epoch = jax.jit(train_epoch(cfg, n_train), donate_argnums=0).lower(state, hp, data.train_images, data.train_labels).compile()
+    epoch = jax.jit(train_epoch(cfg, n_train, split and split.batch), donate_argnums=0,
+                    **({"out_shardings": split.replicated} if split else {}))
+    epoch = epoch.lower(state, hp, data.train_images, data.train_labels).compile()
     evaluate = jax.jit(mlp.evaluate).lower(state.params, data.test_images, data.test_labels).compile()
     evaluate_train = jax.jit(mlp.evaluate).lower(state.params, data.train_images, data.train_labels).compile()
     compile_time = time.perf_counter() - begin
 
     log, saver, curvature = Log(cfg), Checkpoints(cfg, ctx), Curvature(cfg, data)
     first, state, train_time = saver.restore(log, curvature, state) if ctx.resume_from else (1, state, 0.0)
-    ctx.progress.start(cfg.epochs, f"{cfg.experiment} {cfg.optimizer}")
+    state = place(state)  # a restored state comes back on the default device
+    if split:
+        log.summary["data_parallel_devices"] = split.size
+    ctx.progress.start(cfg.epochs, f"{cfg.experiment} {cfg.optimizer} epoch")
     for e in range(first, cfg.epochs + 1):
         t0 = time.perf_counter()
         state, minibatch_loss, lr = jax.block_until_ready(epoch(state, hp, data.train_images, data.train_labels))
@@ -307,6 +321,12 @@ def run_lanes(cfgs, dataset, n_train: int, sizes, lanes, run_dirs, progress) -> 
     return [finish(d, log, p, a, len(dataset.test_images)) for d, log, (p, a) in zip(run_dirs, logs, kept)]
 
 
+def _shortest(value) -> float:
+    """A float32 number as the shortest decimal that reads back to it: 0.0113, not 0.011299999430775642."""
+    value = np.asarray(value)
+    return float(str(value)) if value.dtype == np.float32 else float(value)
+
+
 def _lazy(compute):
     """`compute()` on the first call only (a transfer that most epochs never need)."""
     cache = []
@@ -359,7 +379,8 @@ def check(settings: dict) -> None:
 
 
 NETWORK_FIELDS = ("epochs", "batch_size", "hidden", "init", "init_scale", "input_noise", "dropout",
-                  "weight_decay", "target_error", "train_subset", "checkpoint_every", "analyze", "data_dir")
+                  "weight_decay", "target_error", "train_subset", "data_parallel", "checkpoint_every", "analyze",
+                  "data_dir")
 # The lecture's example model: Adam at 1e-3 annealed over the second half, with Gaussian input
 # noise σ = 0.3, which takes the 784-225-225-10 network to about 1% test error in 50 epochs.
 LECTURE_DEFAULTS = {"optimizer": "adam", "lr_schedule": "anneal", "input_noise": 0.3}

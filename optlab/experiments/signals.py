@@ -89,7 +89,7 @@ def prepare(cfg):
 def _run(cfg, x, labels, source: str, ctx: RunContext) -> RunResult:
     rows = {"depth": [], "init": [], "init_scale": [], "activation_std": [], "grad_norm": []}
     combos = [(d, i, s) for d in cfg.depth for i in cfg.init for s in cfg.init_scale]
-    ctx.progress.start(len(combos), "signals")
+    ctx.progress.start(len(combos), "signals: network")
     for n, (depth, init, scale) in enumerate(combos, 1):
         key = jax.random.fold_in(jax.random.key(cfg.seed), depth)  # the same weights up to scale across inits
         params = mlp.init(key, (x.shape[1], *[cfg.width] * depth, CLASSES), init, scale)
