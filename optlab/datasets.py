@@ -191,10 +191,24 @@ def locate(name: str, data_dir: str | Path | None = None, verify: bool = True) -
 def _find(spec: DatasetSpec, f: DataFile, folders: list[tuple[str, Path]], verify: bool) -> FileStatus:
     for label, folder in folders:
         for candidate in (folder / f.download_name, folder / f.stem):
-            if candidate.is_file():
+            if candidate.is_file() and not _belongs_elsewhere(spec, f, candidate, folder.name != spec.name):
                 verified = _verify(candidate, f) if verify else None
                 return FileStatus(spec.name, f.role, candidate.name, candidate, label, verified)
     return FileStatus(spec.name, f.role, f.download_name, None, "missing", None)
+
+
+def _belongs_elsewhere(spec: DatasetSpec, f: DataFile, path: Path, shared_folder: bool) -> bool:
+    """True for a file in a folder not named after the dataset that is another dataset's file.
+
+    MNIST and Fashion-MNIST use the same file names, so `--data-dir` pointing at a folder of
+    MNIST files must not hand them to a Fashion-MNIST run. Files whose checksum no registered
+    dataset knows (your own, a test's) are taken as they are.
+    """
+    if not shared_folder:
+        return False
+    digest = sha256_of(path)
+    others = (g for entry in DATASETS if entry.name != spec.name for g in entry.value.files if g.role == f.role)
+    return not f.accepts(digest) and any(g.accepts(digest) for g in others)
 
 
 def _verify(path: Path, f: DataFile) -> bool | None:

@@ -358,3 +358,11 @@ def test_cli_errors_are_one_line_and_exit_2(cli, args, expected):
     assert result.exit_code == 2
     assert result.output.count("\n") == 1
     assert result.output.startswith(expected)
+
+
+@pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason="real MNIST files not present")
+def test_a_folder_of_mnist_files_is_not_taken_for_fashion_mnist():
+    # Same file names: only the checksums tell them apart. MNIST's folder serves MNIST ...
+    assert [s.found_in for s in datasets.locate("mnist", SHARED_MNIST, verify=False)] == ["data-dir"] * 4
+    # ... and is passed over for Fashion-MNIST, which (with no other copy here) is missing.
+    assert [s.found_in for s in datasets.locate("fashion-mnist", SHARED_MNIST, verify=False)] == ["missing"] * 4

@@ -13,7 +13,6 @@ from typer.testing import CliRunner
 
 from optlab import config, runner
 from optlab.cli import app
-from optlab.experiments import signals
 from optlab.problems import tiny
 
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"

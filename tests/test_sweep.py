@@ -243,8 +243,6 @@ def test_a_shape_group_that_cannot_run_is_refused_up_front(tmp_path):
 
 @pytest.mark.slow
 def test_network_lanes_match_single_runs_and_a_diverged_lane_harms_no_other(tmp_path):
-    from optlab.datasets import ENV_VAR  # noqa: F401  (the data come only from --data-dir here)
-
     data = bars_dataset(tmp_path / "bars")
     base = {"experiment": "mnist", "optimizer": "gd", "epochs": "3", "batch_size": "20", "hidden": "16",
             "lr_schedule": "anneal", "data_dir": str(data), "out": str(tmp_path / "single")}

@@ -78,7 +78,7 @@ def sweep_command(
     if not quiet:
         stdout.print(summary_table(outcome.rows, plan.grid, bar.metric, outcome.best))
         if len(plan.varied) > 2:
-            stdout.print(f"heatmap.png: the first two varied settings other than seed; the rest averaged over")
+            stdout.print("heatmap.png: the first two varied settings other than seed; the rest averaged over")
     print(outcome.sweep_dir)
 
 

@@ -59,9 +59,6 @@ def make_tx_for(cfg, total_steps: int):
     return make_tx
 
 
-# Hyperparameters that are arrays in the compiled program (a sweep vmaps over them); the seed
-# is one too, so that a sweep over seeds is the same program.
-HP_KEYS = ("lr", "momentum", "grad_noise", "input_noise", "weight_decay", "init_scale")
 
 
 def hyperparams(cfg) -> dict:
@@ -272,7 +269,7 @@ def lane_bytes(cfg, n_train: int, n_test: int, sizes) -> int:
 
 
 def run_lanes(cfgs, dataset, n_train: int, sizes, lanes, run_dirs, progress) -> list[RunResult]:
-    """Train configurations that differ only in HP_KEYS and the seed as one vmapped program over `lanes`.
+    """Train configurations that differ only in array-valued settings (sweep.ARRAY_KEYS) as one vmapped program over `lanes`.
 
     The same pure pieces as a single run (initial_state, train_epoch, mlp.evaluate, Log, finish),
     vmapped over the configuration axis. A lane whose loss turns non-finite keeps computing NaN

@@ -34,7 +34,6 @@ def make_tx_for(cfg):
     return make_tx
 
 
-HP_KEYS = ("lr", "momentum", "grad_noise")  # arrays in the program: a sweep vmaps over them
 
 
 def hyperparams(cfg) -> dict:
@@ -105,7 +104,7 @@ LANE_BYTES = 64 * 1024  # generous for one 2-weight configuration and its histor
 
 
 def run_lanes(cfgs, lanes, run_dirs, progress) -> list[RunResult]:
-    """Whole runs of configurations that differ only in HP_KEYS and the seed, as one vmapped program.
+    """Whole runs of configurations that differ only in array-valued settings (sweep.ARRAY_KEYS), as one vmapped program.
 
     Each lane is run_fn(cfg) from its own seed's key; lanes never mix, so one that diverges
     is cut at its first blown-up step by `finish` exactly as a single run would be.
