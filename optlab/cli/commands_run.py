@@ -36,7 +36,7 @@ def run_command(
     hidden: Optional[str] = _opt("--hidden", metavar="N,N,…", help="networks: hidden layer widths (default: 225,225)"),
     init: Optional[str] = _opt("--init", metavar="NAME", help="networks: glorot, he or normal (default: he)"),
     init_scale: Optional[str] = _opt("--init-scale", metavar="FLOAT", help="networks: multiplies the init's std (default: 1)"),
-    input_noise: Optional[str] = _opt("--input-noise", metavar="SIGMA", help="networks: Gaussian input noise in training (default: mnist 0.3)"),
+    input_noise: Optional[str] = _opt("--input-noise", metavar="SIGMA", help="networks: Gaussian input noise in training (default: mnist 0.3, fashion-mnist 0)"),
     dropout: Optional[str] = _opt("--dropout", metavar="P", help="networks: dropout on hidden units (default: 0)"),
     weight_decay: Optional[str] = _opt("--weight-decay", metavar="FLOAT", help="networks: L2 penalty λ (default: 0)"),
     train_subset: Optional[str] = _opt("--train-subset", metavar="N", help="networks: train on the first N images only"),
