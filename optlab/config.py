@@ -170,9 +170,17 @@ class RunConfig:
 
 
 FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(RunConfig)}
-# Settings that concern every experiment; each experiment lists the rest that apply to it.
-COMMON_FIELDS = ("experiment", "optimizer", "lr", "lr_schedule", "anneal_fraction", "lr_decay",
-                 "momentum", "seed", "grad_noise", "damping", "line_search", "cg_iters", "out", "run_dir")
+# Settings of every experiment, then those of every experiment that trains (an optimizer and its
+# step size); each experiment lists the rest that apply to it.
+BASE_FIELDS = ("experiment", "seed", "out", "run_dir")
+TRAINING_FIELDS = ("optimizer", "lr", "lr_schedule", "anneal_fraction", "lr_decay", "momentum", "grad_noise",
+                   "damping", "line_search", "cg_iters")
+
+
+def applicable(experiment) -> tuple[str, ...]:
+    """The settings that apply to an experiment (an `experiments.Experiment`), in field order."""
+    names = set(BASE_FIELDS + (TRAINING_FIELDS if experiment.trains else ()) + tuple(experiment.fields))
+    return tuple(k for k in FIELDS if k in names)
 
 
 @dataclass(frozen=True)
@@ -184,7 +192,7 @@ class Layer:
 
     def label(self, key: str) -> str:
         if self.source == "flag":
-            return "--" + key.replace("_", "-")
+            return "--opt" if key == "optimizer" else "--" + key.replace("_", "-")
         if self.source == "set":
             return f"--set {key}"
         return f"{key} in {self.source}"
@@ -240,11 +248,12 @@ def resolve(layers: Iterable[Layer]) -> RunConfig:
             given[key] = (raw, layer)
     experiment_name = _parse("experiment", *given["experiment"], name) if "experiment" in given else RunConfig.experiment
     experiment = EXPERIMENTS[experiment_name]
+    settings = applicable(experiment)
     for key, (_, layer) in given.items():
-        if key not in COMMON_FIELDS and key not in experiment.fields:
+        if key not in settings:
             raise ConfigError(
                 f"{layer.label(key)} does not apply to experiment {experiment_name!r} "
-                f"(its settings: {', '.join(experiment.fields)})"
+                f"(its own settings: {', '.join(experiment.fields)})"
             )
     values = {key: _parse(key, raw, layer, experiment.parsers.get(key)) for key, (raw, layer) in given.items()}
     merged = {**experiment.defaults, **values}
@@ -276,5 +285,4 @@ def relevant(cfg: RunConfig) -> dict[str, Any]:
     """The settings that apply to this run's experiment: what metrics.json records."""
     from optlab.experiments import EXPERIMENTS
 
-    fields = COMMON_FIELDS + tuple(EXPERIMENTS[cfg.experiment].fields)
-    return cfg.to_dict(k for k in FIELDS if k in fields)
+    return cfg.to_dict(applicable(EXPERIMENTS[cfg.experiment]))

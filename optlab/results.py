@@ -47,10 +47,9 @@ def _current_umask() -> int:
 _UMASK = _current_umask()
 
 
-def new_run_id(experiment: str, optimizer: str) -> str:
+def new_run_id(name: str) -> str:
     """`mnist-adam-20261127-211530-3f9a1c`: readable, sortable by time, unique by its random tail."""
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    return f"{experiment}-{optimizer}-{stamp}-{secrets.token_hex(3)}"
+    return f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
 
 
 def create_run_dir(path: Path, overwrite: bool = False) -> Path:

@@ -31,8 +31,10 @@ class RunOutcome:
 
 def run(cfg: RunConfig, quiet: bool = False, overwrite: bool = False, bar: Progress | None = None) -> RunOutcome:
     """Run `cfg` into a new folder (OUT/RUN_ID, or exactly --run-dir)."""
-    job = EXPERIMENTS[cfg.experiment].prepare(cfg)
-    run_id = Path(cfg.run_dir).name if cfg.run_dir else results.new_run_id(cfg.experiment, cfg.optimizer)
+    experiment = EXPERIMENTS[cfg.experiment]
+    job = experiment.prepare(cfg)
+    name = f"{cfg.experiment}-{cfg.optimizer}" if experiment.trains else cfg.experiment
+    run_id = Path(cfg.run_dir).name if cfg.run_dir else results.new_run_id(name)
     run_dir = results.create_run_dir(Path(cfg.run_dir) if cfg.run_dir else Path(cfg.out) / run_id, overwrite)
     record = {
         "schema_version": results.SCHEMA_VERSION,

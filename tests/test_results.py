@@ -63,7 +63,7 @@ def test_failed_write_leaves_the_old_file_intact(tmp_path):
 
 
 def test_run_ids_are_unique_even_in_the_same_second():
-    ids = {results.new_run_id("tiny", "gd") for _ in range(200)}
+    ids = {results.new_run_id("tiny-gd") for _ in range(200)}
     assert len(ids) == 200 and all(i.startswith("tiny-gd-") for i in ids)
 
 

@@ -99,3 +99,9 @@ def test_doubling_w1_and_halving_w2_keeps_the_output_and_doubles_w2s_data_gradie
         full, full_scaled = jax.grad(tiny.loss)(w), jax.grad(tiny.loss)(scaled)
         np.testing.assert_allclose(full_scaled[1], 2 * data_grad(w)[1] + decay_grad[1] / 2, rtol=1e-15)
         assert float(full[1]) == pytest.approx(-0.63) and float(full_scaled[1]) == pytest.approx(-1.44)  # not 2 × −0.63
+
+
+def test_signals_take_no_optimizer_settings(tmp_path):
+    result = CliRunner().invoke(app, ["run", "signals", "--depth", "2..3", "--opt", "adam", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "--opt does not apply to experiment 'signals'" in result.stderr
+    assert not any(tmp_path.iterdir())

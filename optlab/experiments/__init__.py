@@ -51,12 +51,13 @@ Job = Callable[[RunContext], RunResult]
 @dataclass(frozen=True)
 class Experiment:
     prepare: Callable[["RunConfig"], Job]
-    fields: tuple[str, ...]  # settings that apply besides the common ones (config.COMMON_FIELDS)
+    fields: tuple[str, ...]  # its own settings, besides config.BASE_FIELDS (and TRAINING_FIELDS if it trains)
     defaults: Mapping[str, Any] = field(default_factory=dict)
     default_lrs: Mapping[str, float] = field(default_factory=dict)  # per optimizer, overriding its own
     check: Callable[[dict], None] = lambda settings: None  # cross-field checks on the merged settings
     parsers: Mapping[str, Callable[[Any], Any]] = field(default_factory=dict)  # per-field parsers overriding config's
     resumable: bool = False  # saves checkpoints and can continue with `optlab run --resume`
+    trains: bool = True  # has an optimizer and a learning rate (config.TRAINING_FIELDS apply)
 
 
 EXPERIMENTS: Registry[Experiment] = Registry("experiment")

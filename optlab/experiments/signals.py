@@ -139,5 +139,6 @@ EXPERIMENTS.register(
                   "batch_size": 256},
         parsers={"init": _inits,
                  "init_scale": config.number_list(config.positive, None, "comma-separated positive scales (e.g. 0.5,1,2)")},
+        trains=False,
     ),
 )
