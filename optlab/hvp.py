@@ -23,7 +23,7 @@ constant-folding at every compile.
 
 from __future__ import annotations
 
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -63,7 +63,14 @@ def as_partial(f: Callable) -> Partial:
 
 def bind_data(loss: Callable, batch: Any, key: jax.Array) -> Partial:
     """params -> loss(params, batch, key), holding `batch` and `key` as pytree leaves."""
-    return Partial(partial(_loss_on, loss), batch, key)
+    return Partial(_on_data(loss), batch, key)
+
+
+@lru_cache(maxsize=64)
+def _on_data(loss: Callable) -> Callable:
+    # The same wrapper for the same loss: jit's cache is keyed on it, so analysing a model a
+    # second time (another epoch, another probe) reuses the compiled programs.
+    return partial(_loss_on, loss)
 
 
 def _loss_on(loss, batch, key, params):

@@ -13,6 +13,7 @@ few random v and smoothing each node with a Gaussian gives the density estimate.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -23,11 +24,22 @@ from optlab.hvp import MatVec, as_partial
 from optlab.lanczos import lanczos, ritz
 
 
+# Module-level jitted programs: compiled once per operator structure and order, then reused by
+# every probe and every later analysis of the same model.
+@jax.jit
+def _quadratic_forms(matvec, vs: jax.Array) -> jax.Array:
+    return jax.lax.map(lambda v: jnp.vdot(v, matvec(v)), vs)
+
+
+@partial(jax.jit, static_argnums=2)
+def _ritz_of_lanczos(matvec, start: jax.Array, order: int):
+    return ritz(lanczos(matvec, start, order))
+
+
 def hutchinson_trace(matvec: MatVec, n: int, probes: int, key: jax.Array, dtype=jnp.float32) -> tuple[float, float]:
     """tr(A) ≈ mean of vᵀ A v over `probes` Rademacher v; returns (estimate, its standard error)."""
     vs = jax.random.rademacher(key, (probes, n), dtype)
-    quadratic_forms = jax.jit(lambda mv, vs: jax.lax.map(lambda v: jnp.vdot(v, mv(v)), vs))
-    samples = np.asarray(quadratic_forms(as_partial(matvec), vs), dtype=np.float64)
+    samples = np.asarray(_quadratic_forms(as_partial(matvec), vs), dtype=np.float64)
     stderr = samples.std(ddof=1) / np.sqrt(probes) if probes > 1 else float("nan")
     return float(samples.mean()), float(stderr)
 
@@ -39,10 +51,9 @@ class Quadrature(NamedTuple):
 
 def slq(matvec: MatVec, n: int, order: int, probes: int, key: jax.Array, dtype=jnp.float32) -> Quadrature:
     """The quadrature rules of `probes` Lanczos runs of `order` steps from random unit vectors."""
-    run = jax.jit(lambda mv, start: ritz(lanczos(mv, start, order)))
     nodes, weights = [], []
     for k in jax.random.split(key, probes):
-        values, vectors = run(as_partial(matvec), jax.random.normal(k, (n,), dtype))
+        values, vectors = _ritz_of_lanczos(as_partial(matvec), jax.random.normal(k, (n,), dtype), order)
         nodes.append(np.asarray(values, np.float64))
         weights.append(np.asarray(vectors[0, :], np.float64) ** 2)
     return Quadrature(np.array(nodes), np.array(weights))

@@ -41,7 +41,8 @@ FIXED_KEYS = ("experiment", "out", "run_dir", "data_dir")  # one value per sweep
 LIST_VALUED = ("hidden", "start")  # alternatives separated by ";"
 INT_KEYS = ("seed", "steps", "epochs", "batch_size", "train_subset")  # may use ranges a..b
 MAX_CONFIGS = 10_000
-METRICS = {"tiny": ("final_loss",), "mnist": ("test_error", "best_test_error", "final_loss")}
+NETWORK_METRICS = ("test_error", "best_test_error", "final_loss")
+METRICS = {"tiny": ("final_loss",), "mnist": NETWORK_METRICS, "fashion-mnist": NETWORK_METRICS}  # --best choices
 
 
 # ---------------------------------------------------------------------------- the grid
@@ -176,7 +177,7 @@ def plan(sweep: Sweep, max_lanes: int | None = None, notices: list[str] | None =
         if cfg.experiment == "tiny":
             tiny.prepare(cfg)
             job, per_lane = tiny.run_lanes, tiny.LANE_BYTES
-        elif cfg.experiment in METRICS or cfg.experiment == "fashion-mnist":
+        elif cfg.experiment in METRICS:
             source = (cfg.experiment, cfg.data_dir)
             dataset, n_train, sizes = classify.validate(cfg, loaded.get(source))
             loaded[source] = dataset
@@ -271,7 +272,7 @@ def _units(cfg: RunConfig) -> int:
 
 
 def _check_metric(experiment: str, best: str | None) -> str:
-    known = METRICS.get(experiment, METRICS["mnist"])
+    known = METRICS.get(experiment, NETWORK_METRICS)
     if best is not None and best not in known:
         raise ConfigError(f"--best {best}: unknown metric for {experiment}; choose from {', '.join(known)}")
     return best or known[0]
