@@ -77,9 +77,12 @@ def analyze_command(
     seed: Optional[str] = typer.Option(None, "--seed", metavar="INT", help="seed of the random start and probe vectors (default: 0)", show_default=False),
     data_dir: Optional[str] = typer.Option(None, "--data-dir", metavar="DIR", help="networks: dataset folder (default: the run's)", show_default=False),
 ) -> None:
-    """The Hessian at a run's final parameters: extreme eigenvalues (Lanczos), trace (Hutchinson),
-    spectral density (stochastic Lanczos quadrature), per-layer curvature; stored under
-    `analysis.hessian` in the run's metrics.json, with a spectral_density.png figure."""
+    """The Hessian at a run's final parameters: extreme eigenvalues, trace, spectral density.
+
+    Extreme eigenvalues by Lanczos (exact for small problems), the trace by Hutchinson, the
+    density by stochastic Lanczos quadrature, and each layer's own curvature; stored under
+    `analysis.hessian` in the run's metrics.json, with a spectral_density.png figure.
+    """
     k_value = _parse("--k", k, config.count(10**9), None)
     subset_value = _parse("--subset", subset, config.count(10**7), 1000)
     probes_value = _parse("--probes", probes, config.count(10_000), 10)

@@ -35,6 +35,9 @@ def prepare(cfg):
 
 def validate(cfg, dataset: datasets.Dataset | None = None) -> tuple:
     """Check the run against its data and load it (unless given): (dataset, n_train, layer sizes), or a ConfigError."""
+    spec = datasets.DATASETS[cfg.experiment]
+    sizes = (int(np.prod(spec.image_shape)), *cfg.hidden, spec.classes)
+    optimizers.check_size(cfg.optimizer, mlp.param_count(sizes), 4)  # before any download
     dataset = dataset or datasets.load(cfg.experiment, cfg.data_dir)
     available = len(dataset.train_images)
     n_train = cfg.train_subset or available
@@ -45,8 +48,6 @@ def validate(cfg, dataset: datasets.Dataset | None = None) -> tuple:
     if cfg.data_parallel and cfg.batch_size % len(jax.devices()):
         n = len(jax.devices())
         raise ConfigError(f"--batch-size {cfg.batch_size:,} does not split evenly over {n} devices (--data-parallel): use a multiple of {n}")
-    sizes = (int(np.prod(dataset.train_images.shape[1:])), *cfg.hidden, 10)
-    optimizers.check_size(cfg.optimizer, mlp.param_count(sizes), 4)
     return dataset, n_train, sizes
 
 
@@ -57,8 +58,6 @@ def make_tx_for(cfg, total_steps: int):
         return optimizers.build(cfg.optimizer, schedule, hp, noise, key)
 
     return make_tx
-
-
 
 
 def hyperparams(cfg) -> dict:
