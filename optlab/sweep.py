@@ -198,10 +198,10 @@ def plan(sweep: Sweep, max_lanes: int | None = None, notices: list[str] | None =
     return chunks
 
 
-def _classify_job(dataset, n_train, sizes, cfgs, lanes, run_dirs, progress):
+def _classify_job(dataset, n_train, sizes, cfgs, lanes, run_dirs, progress, save_progress):
     from optlab.experiments import classify
 
-    return classify.run_lanes(cfgs, dataset, n_train, sizes, lanes, run_dirs, progress)
+    return classify.run_lanes(cfgs, dataset, n_train, sizes, lanes, run_dirs, progress, save_progress)
 
 
 def _group_name(sweep: Sweep, cfg: RunConfig) -> str:
@@ -243,7 +243,14 @@ def run(sweep: Sweep, out: Path, progress, best: str | None = None, max_lanes: i
         for chunk in chunks:
             cfgs = [sweep.configs[i] for i in chunk.indices]
             lanes = devices.Lanes.over(len(cfgs), devices_)
-            for i, outcome in zip(chunk.indices, chunk.job(cfgs, lanes, [dirs[i] for i in chunk.indices], progress)):
+            def save_progress(j: int, history: dict, summary: dict, chunk=chunk) -> None:
+                i = chunk.indices[j]  # as a single run does: metrics.json after every epoch, from copies
+                records[i].update(history={k: list(v) for k, v in history.items()}, summary=dict(summary))
+                if dirs[i]:
+                    results.write_metrics(dirs[i], records[i])
+
+            job_dirs = [dirs[i] for i in chunk.indices]
+            for i, outcome in zip(chunk.indices, chunk.job(cfgs, lanes, job_dirs, progress, save_progress)):
                 records[i].update(status=outcome.status, history=outcome.history, summary=outcome.summary,
                                   analysis=outcome.analysis, figures=outcome.figures)
                 if dirs[i]:

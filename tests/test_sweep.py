@@ -267,3 +267,31 @@ def test_data_parallel_is_refused_in_a_sweep():
     with pytest.raises(ConfigError, match="data_parallel is for single runs"):
         sweep.build([config.Layer({"experiment": "mnist", "data_parallel": "true"}, "flag")],
                     [config.Layer({"lr": "1e-3,1e-2"}, "set")])
+
+
+class StopAfter(SweepBar):
+    """A quiet bar that presses Ctrl-C once `epochs` epochs of every configuration are done."""
+
+    def __init__(self, epochs: int) -> None:
+        super().__init__(quiet=True)
+        self.epochs, self.updates = epochs, 0
+
+    def advance(self, count: int, summaries) -> None:
+        super().advance(count, summaries)
+        self.updates += 1
+        if self.updates == self.epochs + 1:  # the epoch after `epochs`: its metrics are not yet saved
+            raise KeyboardInterrupt
+
+
+def test_an_interrupted_network_sweep_keeps_every_finished_epoch(tmp_path):
+    data = bars_dataset(tmp_path / "bars")
+    base = {"experiment": "mnist", "optimizer": "gd", "epochs": "6", "batch_size": "20", "hidden": "8",
+            "data_dir": str(data), "input_noise": "0"}
+    s = build(base, {"lr": "0.05,0.1"})
+    with pytest.raises(KeyboardInterrupt):
+        sweep.run(s, tmp_path / "sweep", StopAfter(2))
+    records = [results.read_metrics(p.parent) for p in sorted((tmp_path / "sweep").rglob("metrics.json"))]
+    assert len(records) == 2
+    for record in records:
+        assert record["status"] == "interrupted"
+        assert record["history"]["epoch"] == [1, 2] and record["summary"]["epochs"] == 2

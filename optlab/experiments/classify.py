@@ -267,7 +267,7 @@ def lane_bytes(cfg, n_train: int, n_test: int, sizes) -> int:
     return 4 * (6 * mlp.param_count(sizes) + 4 * cfg.batch_size * width + 2 * max(n_train, n_test) * width)
 
 
-def run_lanes(cfgs, dataset, n_train: int, sizes, lanes, run_dirs, progress) -> list[RunResult]:
+def run_lanes(cfgs, dataset, n_train: int, sizes, lanes, run_dirs, progress, save_progress=None) -> list[RunResult]:
     """Train configurations that differ only in array-valued settings (sweep.ARRAY_KEYS) as one vmapped program over `lanes`.
 
     The same pure pieces as a single run (initial_state, train_epoch, mlp.evaluate, Log, finish),
@@ -310,6 +310,9 @@ def run_lanes(cfgs, dataset, n_train: int, sizes, lanes, run_dirs, progress) -> 
             if not log.live:  # keep what a single run would end with: these params, this test activity
                 kept[i] = (lane(to_host(state.params), i), lane(to_host(test["active"]), i))
         progress.advance(done, [log.summary for log in logs])
+        for i, log in enumerate(logs):
+            if save_progress and log.history["epoch"] and log.history["epoch"][-1] == e:
+                save_progress(i, log.history, log.summary)  # each configuration's metrics.json, every epoch
         if not any(log.live for log in logs):
             break
     params, active = to_host(state.params), to_host(test["active"])

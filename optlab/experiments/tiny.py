@@ -103,10 +103,11 @@ def finish(run_dir, cfg, history: dict, opt_state, compile_time: float, wall_tim
 LANE_BYTES = 64 * 1024  # generous for one 2-weight configuration and its history
 
 
-def run_lanes(cfgs, lanes, run_dirs, progress) -> list[RunResult]:
+def run_lanes(cfgs, lanes, run_dirs, progress, save_progress=None) -> list[RunResult]:
     """Whole runs of configurations that differ only in array-valued settings (sweep.ARRAY_KEYS), as one vmapped program.
 
-    Each lane is run_fn(cfg) from its own seed's key; lanes never mix, so one that diverges
+    Each lane is run_fn(cfg) from its own seed's key (one program, so nothing to save on the
+    way: `save_progress` is unused); lanes never mix, so one that diverges
     is cut at its first blown-up step by `finish` exactly as a single run would be.
     """
     from optlab.devices import lane, to_host
