@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from optlab import compare, config, results, runner, sweep
+from optlab import compare, config, results, runner, sweep, sweep_summary
 from optlab.cli import app
 from optlab.cli.commands_sweep import SweepBar
 from optlab.errors import ConfigError
@@ -158,12 +158,12 @@ def rows_of(values: list[tuple[float, int, float | None]]) -> list[dict]:
 
 def test_best_breaks_ties_by_the_mean_over_seeds():
     rows = rows_of([(0.1, 0, 0.5), (0.1, 1, 0.9), (0.2, 0, 0.5), (0.2, 1, 0.6), (0.3, 0, None)])
-    best = sweep.pick_best(rows, "final_loss")
+    best = sweep_summary.pick_best(rows, "final_loss")
     assert best["run_id"] == "r2" and best["seed_mean"] == pytest.approx(0.55)
 
 
 def test_no_best_when_every_configuration_diverged():
-    assert sweep.pick_best(rows_of([(0.1, 0, None)]), "final_loss") is None
+    assert sweep_summary.pick_best(rows_of([(0.1, 0, None)]), "final_loss") is None
 
 
 def test_heatmap_averages_seeds_and_extra_axes_and_marks_diverged_cells():
@@ -171,7 +171,7 @@ def test_heatmap_averages_seeds_and_extra_axes_and_marks_diverged_cells():
     rows = [{"run_id": str(i), "lr": c.lr, "momentum": c.momentum, "seed": c.seed, "config": {},
              "status": "diverged" if (c.lr, c.momentum, c.seed) == (0.2, 0.9, 1) else "completed",
              "final_loss": 10 * c.lr + c.momentum + c.seed} for i, c in enumerate(s.configs)]
-    values, row_labels, col_labels, ylabel, xlabel, note = sweep.heatmap_grid(s, rows, "final_loss")
+    values, row_labels, col_labels, ylabel, xlabel, note = sweep_summary.heatmap_grid(s, rows, "final_loss")
     assert (ylabel, xlabel, note) == ("lr", "momentum", "mean over seed")
     assert row_labels == ["0.1", "0.2"] and col_labels == ["0.5", "0.9"]
     np.testing.assert_allclose(values[0], [1.5 + 0.5, 1.5 + 0.9])
@@ -181,7 +181,7 @@ def test_heatmap_averages_seeds_and_extra_axes_and_marks_diverged_cells():
 def test_toml_of_a_config_reads_back_to_the_same_config(tmp_path):
     cfg = config.resolve([config.Layer({"experiment": "tiny", "lr": "1e-05", "start": "0.5,-2", "seed": "3"}, "flag")])
     file = tmp_path / "best.toml"
-    file.write_text(sweep.to_toml(config.relevant(cfg), "a comment\nsecond line"))
+    file.write_text(sweep_summary.to_toml(config.relevant(cfg), "a comment\nsecond line"))
     assert config.resolve([config.read_toml(file)]) == cfg
 
 
