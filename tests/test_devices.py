@@ -61,14 +61,18 @@ SCRIPT = textwrap.dedent('''
 ''')
 
 
-@pytest.fixture(scope="module")
-def sharded_report(tmp_path_factory) -> dict:
-    tmp = tmp_path_factory.mktemp("sharded")
-    script = SCRIPT.format(tests=str(Path(__file__).parent), tmp=str(tmp))
+def on_four_cpu_devices(script: str, tmp: Path) -> dict:
+    """Run a script template in a fresh process that sees 4 CPU devices; its last stdout line is JSON."""
+    script = script.format(tests=str(Path(__file__).parent), tmp=str(tmp))
     env = os.environ | {"XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def sharded_report(tmp_path_factory) -> dict:
+    return on_four_cpu_devices(SCRIPT, tmp_path_factory.mktemp("sharded"))
 
 
 def test_padded_rounds_up_to_a_multiple_of_the_device_count():
@@ -194,12 +198,7 @@ DATA_PARALLEL_SCRIPT = textwrap.dedent('''
 
 @pytest.fixture(scope="module")
 def data_parallel_report(tmp_path_factory) -> dict:
-    tmp = tmp_path_factory.mktemp("data-parallel")
-    script = DATA_PARALLEL_SCRIPT.format(tests=str(Path(__file__).parent), tmp=str(tmp))
-    env = os.environ | {"XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return on_four_cpu_devices(DATA_PARALLEL_SCRIPT, tmp_path_factory.mktemp("data-parallel"))
 
 
 def test_data_parallel_is_a_setting_of_network_runs():

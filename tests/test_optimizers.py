@@ -9,22 +9,10 @@ import pytest
 from optlab import config, optimizers
 from optlab.errors import ConfigError
 from optlab.experiments import tiny as tiny_experiment
+from tiny_by_hand import grad, hessian
 
 STEPS = 4
 START = (0.5, 1.5)
-
-
-def grad(w):
-    """∇C for C = (w1 w2 − 1.5)² + 0.04 (w1² + w2²), by hand."""
-    w1, w2 = w
-    r = w1 * w2 - 1.5
-    return np.array([2 * r * w2 + 0.08 * w1, 2 * r * w1 + 0.08 * w2])
-
-
-def hessian(w):
-    w1, w2 = w
-    off = 4 * w1 * w2 - 3.0
-    return np.array([[2 * w2**2 + 0.08, off], [off, 2 * w1**2 + 0.08]])
 
 
 def gd(eta):

@@ -15,6 +15,7 @@ from optlab import analysis, config, optimizers, runner, schedules, second_order
 from optlab.cli import app
 from optlab.engine import epoch_fn, full_batch_run, init_state
 from optlab.problems import mlp, tiny
+from tiny_by_hand import grad, hessian
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 SADDLE_START = "-0.5,2.0"  # where pure Newton heads for the saddle at the origin
@@ -24,19 +25,6 @@ SADDLE_START = "-0.5,2.0"  # where pure Newton heads for the saddle at the origi
 def x64():
     with jax.enable_x64(True):
         yield
-
-
-def grad(w):
-    """∇C for C = (w1 w2 − 1.5)² + 0.04 (w1² + w2²), by hand."""
-    w1, w2 = w
-    r = w1 * w2 - 1.5
-    return np.array([2 * r * w2 + 0.08 * w1, 2 * r * w1 + 0.08 * w2])
-
-
-def hessian(w):
-    w1, w2 = w
-    off = 4 * w1 * w2 - 3.0
-    return np.array([[2 * w2**2 + 0.08, off], [off, 2 * w1**2 + 0.08]])
 
 
 def one_step(tx, w):
