@@ -17,9 +17,10 @@ import jax
 import numpy as np
 
 from optlab.errors import ResultsError
+from optlab import results
 from optlab.results import write_atomic
 
-CHECKPOINT_FILE = "checkpoint.npz"
+CHECKPOINT_FILE = results.CHECKPOINT_FILE
 
 
 def _to_host(leaf: Any) -> np.ndarray:

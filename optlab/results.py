@@ -18,7 +18,6 @@ import math
 import os
 import platform
 import secrets
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -31,6 +30,7 @@ from optlab.errors import ResultsError
 SCHEMA_VERSION = 1
 METRICS_FILE = "metrics.json"
 PARAMS_FILE = "params.npz"
+CHECKPOINT_FILE = "checkpoint.npz"  # optlab.checkpoint's, named here so --overwrite knows it
 STATUSES = ("running", "completed", "diverged", "interrupted", "failed")
 REQUIRED_KEYS = (
     "schema_version", "run_id", "status", "experiment", "config",
@@ -53,14 +53,19 @@ def new_run_id(name: str) -> str:
 
 
 def create_run_dir(path: Path, overwrite: bool = False) -> Path:
-    """Create an empty run folder and prove it is writable, before any work starts."""
+    """Create an empty run folder and prove it is writable, before any work starts.
+
+    With `overwrite`, an existing folder is emptied only if it is an optlab run folder (see
+    `replaceable_files`); anything else is refused and left exactly as it was.
+    """
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise ResultsError(f"run folder {path} exists and is not a directory")
     if path.exists() and any(path.iterdir()):
         if not overwrite:
             raise ResultsError(f"run folder {path} already exists and is not empty (pass --overwrite to replace it)")
-        shutil.rmtree(path)
+        for file in replaceable_files(path):
+            file.unlink()
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = path / ".write-probe"
@@ -71,9 +76,34 @@ def create_run_dir(path: Path, overwrite: bool = False) -> Path:
     return path
 
 
-def remove_run_dir(path: Path) -> None:
-    """Remove a run folder that never got a result (bad input found after it was made)."""
-    shutil.rmtree(path, ignore_errors=True)
+def replaceable_files(path: Path) -> list[Path]:
+    """The files `--overwrite` may delete: all of `path`, if it is a run folder holding only optlab's files.
+
+    A run folder is one whose metrics.json reads as optlab's and names the folder as its run
+    (`run_id` equals the folder's name). optlab's files are metrics.json, params.npz,
+    checkpoint.npz, the figures metrics.json lists, and optlab's own temporary files. Anything
+    else in the folder (a subfolder, a note, another run) means the folder is not optlab's to
+    empty: ResultsError naming the folder and the first such entry, and nothing is deleted.
+    """
+    try:
+        record = read_metrics(path)
+    except ResultsError as e:
+        raise ResultsError(f"--overwrite refuses to empty {path}: it is not an optlab run folder ({e})") from None
+    if record.get("run_id") != path.name:
+        raise ResultsError(f"--overwrite refuses to empty {path}: its metrics.json belongs to run "
+                           f"{record.get('run_id')!r}, not to a run named {path.name!r}")
+    figures = record.get("figures")
+    figure_names = [f.get("path") if isinstance(f, Mapping) else f for f in figures.values()] \
+        if isinstance(figures, Mapping) else []
+    ours = {METRICS_FILE, PARAMS_FILE, CHECKPOINT_FILE, ".write-probe", *map(str, figure_names)}
+    files = []
+    for entry in sorted(path.iterdir()):
+        temporary = entry.name.startswith(".") and entry.name.endswith(".tmp")
+        if entry.is_symlink() or not entry.is_file() or not (entry.name in ours or temporary):
+            raise ResultsError(f"--overwrite refuses to empty {path}: {entry.name!r} is not a file optlab wrote "
+                               "there; move it away or choose another --run-dir")
+        files.append(entry)
+    return files
 
 
 def to_jsonable(value: Any) -> Any:

@@ -82,6 +82,24 @@ def test_run_dir_onto_an_existing_run_refuses_without_overwrite(tmp_path):
     assert invoke("run", "tiny", "--steps", "3", "--run-dir", tmp_path / "r", "--overwrite").exit_code == 0
 
 
+def test_overwrite_never_deletes_a_folder_that_is_not_optlabs(tmp_path, monkeypatch):
+    (tmp_path / "notes.md").write_text("my notes")
+    (tmp_path / "older-run").mkdir()
+    (tmp_path / "older-run" / "metrics.json").write_text("{}")
+    monkeypatch.chdir(tmp_path)
+    for folder in (tmp_path, "."):
+        result = invoke("run", "tiny", "--steps", "3", "--run-dir", folder, "--overwrite")
+        assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.output
+        assert "--overwrite refuses to empty" in result.stderr and "not an optlab run folder" in result.stderr
+    assert (tmp_path / "notes.md").read_text() == "my notes" and (tmp_path / "older-run" / "metrics.json").exists()
+    # A real run folder with a user's file added is refused too, and keeps both.
+    assert invoke("run", "tiny", "--steps", "3", "--run-dir", tmp_path / "r").exit_code == 0
+    (tmp_path / "r" / "notes.md").write_text("mine")
+    result = invoke("run", "tiny", "--steps", "3", "--run-dir", tmp_path / "r", "--overwrite")
+    assert result.exit_code == 2 and "'notes.md' is not a file optlab wrote" in result.stderr
+    assert (tmp_path / "r" / "notes.md").exists() and (tmp_path / "r" / "metrics.json").exists()
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

@@ -70,10 +70,48 @@ def test_run_ids_are_unique_even_in_the_same_second():
 def test_create_run_dir_probes_writability_and_refuses_to_clobber(tmp_path):
     folder = results.create_run_dir(tmp_path / "a" / "b")
     assert folder.is_dir() and not any(folder.iterdir())
-    (folder / "metrics.json").write_text("{}")
+    results.write_metrics(folder, record(run_id="b", figures={"loss": "loss.png"}))
+    for name in ("params.npz", "checkpoint.npz", "loss.png", ".metrics.json.x1.tmp"):
+        (folder / name).write_bytes(b"optlab's")
     with pytest.raises(ResultsError, match="already exists"):
         results.create_run_dir(folder)
     assert not any(results.create_run_dir(folder, overwrite=True).iterdir())
+
+
+@pytest.mark.parametrize("plant, reason", [
+    ({"notes.txt": "mine"}, "'notes.txt' is not a file optlab wrote"),
+    ({"other-run/metrics.json": "{}"}, "'other-run' is not a file optlab wrote"),
+    ({"figure.png": "not listed"}, "'figure.png' is not a file optlab wrote"),
+])
+def test_overwrite_refuses_a_run_folder_holding_anything_optlab_did_not_write(tmp_path, plant, reason):
+    folder = tmp_path / "r"
+    results.create_run_dir(folder)
+    results.write_metrics(folder, record(run_id="r"))
+    for name, text in plant.items():
+        (folder / name).parent.mkdir(exist_ok=True)
+        (folder / name).write_text(text)
+    before = sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+    with pytest.raises(ResultsError, match=reason):
+        results.create_run_dir(folder, overwrite=True)
+    assert sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) == before
+
+
+@pytest.mark.parametrize("metrics, reason", [
+    (None, "not an optlab run folder"),
+    ("not json", "not an optlab run folder"),
+    (record(run_id="someone-else"), "belongs to run 'someone-else'"),
+])
+def test_overwrite_refuses_a_folder_that_is_not_a_run_folder(tmp_path, metrics, reason):
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "source.py").write_text("print('precious')")
+    if isinstance(metrics, dict):
+        results.write_metrics(folder, metrics)
+    elif metrics is not None:
+        (folder / "metrics.json").write_text(metrics)
+    with pytest.raises(ResultsError, match=reason):
+        results.create_run_dir(folder, overwrite=True)
+    assert (folder / "source.py").read_text() == "print('precious')"
 
 
 def test_params_round_trip_by_path(tmp_path):
