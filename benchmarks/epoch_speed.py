@@ -32,9 +32,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from optlab import config, engine
+from optlab import config
+from optlab.core import engine
 from optlab.experiments import classify
 from optlab.problems import mlp
+from optlab.runs import resolve
 
 SIZES = (784, 225, 225, 10)
 
@@ -50,7 +52,7 @@ def reference_loss(params, images, labels):
 
 def optlab_variant(images, labels, params, n_train: int, batch_size: int, lr: float, total_epochs: int, seed: int):
     """What classify._train builds for `optlab run mnist --opt adam --lr LR --input-noise 0`."""
-    cfg = config.resolve([config.Layer({"experiment": "mnist", "optimizer": "adam", "lr": lr, "input_noise": 0,
+    cfg = resolve.resolve([config.Layer({"experiment": "mnist", "optimizer": "adam", "lr": lr, "input_noise": 0,
                                         "batch_size": batch_size, "epochs": total_epochs, "seed": seed}, "flag")])
     loss = partial(mlp.loss, input_noise=cfg.input_noise, dropout=cfg.dropout, weight_decay=cfg.weight_decay)
     make_tx = classify.make_tx_for(cfg, cfg.epochs * (n_train // cfg.batch_size))

@@ -3,7 +3,7 @@
 Every variant is what `optlab sweep` / `optlab run` compile: `tiny.run_fn` and
 `classify.train_epoch` (the engine's programs), alone under `jax.jit` or vmapped over a lane
 axis of 8 configurations (different learning rates and seeds) under `jax.jit`, sharded over the
-local devices exactly as optlab.devices lays out a sweep. Compilation is left out: each program
+local devices exactly as optlab.core.devices lays out a sweep. Compilation is left out: each program
 is compiled and run once first, then timed `--repeats` times, single and sweep interleaved so
 that machine noise hits both alike; reported are medians and their ratios, measured in one process.
 
@@ -24,15 +24,18 @@ import json
 import os
 import statistics
 import time
+from functools import partial
 from pathlib import Path
 
 import jax
 import numpy as np
-from functools import partial
 
-from optlab import config, datasets, devices
+from optlab import config
+from optlab.core import devices
+from optlab.data import datasets
 from optlab.experiments import classify, tiny
 from optlab.problems import tiny as tiny_problem
+from optlab.runs import resolve
 
 LANES = 8
 LRS = (1e-4, 3e-4, 1e-3, 3e-3)
@@ -67,7 +70,7 @@ def wall_ratio(make_single, make_sweep, repeats: int) -> dict:
 
 
 def tiny_case(steps: int, repeats: int) -> dict:
-    cfgs = [config.resolve([config.Layer({"experiment": "tiny", "optimizer": "momentum", "steps": steps,
+    cfgs = [resolve.resolve([config.Layer({"experiment": "tiny", "optimizer": "momentum", "steps": steps,
                                           "lr": 0.01 * (i + 1), "seed": i}, "flag")]) for i in range(LANES)]
     with jax.enable_x64(True):
         params, hp1, key = tiny_problem.init(cfgs[0].start), tiny.hyperparams(cfgs[0]), jax.random.key(0)
@@ -100,7 +103,7 @@ def trainer(epoch, state, hp, x, y, epochs: int):
 
 def network_case(name: str, hidden: tuple, images, labels, repeats: int, in_a_row: int, epochs: int) -> dict:
     n_train = len(images)
-    cfgs = [config.resolve([config.Layer({"experiment": "mnist", "optimizer": "adam", "hidden": list(hidden),
+    cfgs = [resolve.resolve([config.Layer({"experiment": "mnist", "optimizer": "adam", "hidden": list(hidden),
                                           "lr": LRS[i % len(LRS)], "seed": i, "input_noise": 0, "epochs": epochs,
                                           "lr_schedule": "constant"}, "flag")]) for i in range(LANES)]
     cfg, sizes = cfgs[0], (784, *hidden, 10)

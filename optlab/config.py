@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import tomllib
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
+
+import tomllib
 
 from optlab.errors import ConfigError
 
@@ -233,56 +235,8 @@ def read_toml(path: Path) -> Layer:
     return Layer({k.replace("-", "_"): v for k, v in data.items()}, Path(path).name)
 
 
-def resolve(layers: Iterable[Layer]) -> RunConfig:
-    """Merge layers over the defaults, parse every value, and check names and applicability."""
-    from optlab.experiments import EXPERIMENTS
-    from optlab.optimizers import OPTIMIZERS
-    from optlab.schedules import SCHEDULES
-
-    layers = list(layers)
-    given: dict[str, tuple[Any, Layer]] = {}
-    for layer in layers:
-        for key, raw in layer.values.items():
-            if key not in FIELDS:
-                raise ConfigError(f"{layer.label(key)}: unknown setting {_suggest(key, FIELDS)}")
-            given[key] = (raw, layer)
-    experiment_name = _parse("experiment", *given["experiment"], name) if "experiment" in given else RunConfig.experiment
-    experiment = EXPERIMENTS[experiment_name]
-    settings = applicable(experiment)
-    for key, (_, layer) in given.items():
-        if key not in settings:
-            raise ConfigError(
-                f"{layer.label(key)} does not apply to experiment {experiment_name!r} "
-                f"(its own settings: {', '.join(experiment.fields)})"
-            )
-    values = {key: _parse(key, raw, layer, experiment.parsers.get(key)) for key, (raw, layer) in given.items()}
-    merged = {**experiment.defaults, **values}
-    OPTIMIZERS.entry(merged.get("optimizer", RunConfig.optimizer))
-    SCHEDULES.entry(merged.get("lr_schedule", RunConfig.lr_schedule))
-    experiment.check(merged)
-    if merged.get("lr") is None:
-        optimizer = merged.get("optimizer", RunConfig.optimizer)
-        merged["lr"] = experiment.default_lrs.get(optimizer, OPTIMIZERS[optimizer].default_lr)
-    return RunConfig(**merged)
-
-
-def _parse(key: str, raw: Any, layer: Layer, parser: Callable[[Any], Any] | None = None) -> Any:
-    try:
-        return (parser or FIELDS[key].metadata["parse"])(raw)
-    except ValueError as e:
-        shown = raw if isinstance(raw, str) else repr(raw)
-        raise ConfigError(f"{layer.label(key)} {e}, got {shown!r}") from None
-
-
-def _suggest(key: str, known: Iterable[str]) -> str:
+def suggest(key: str, known: Iterable[str]) -> str:
     import difflib
 
     close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
     return f"{key!r}" + (f"; did you mean {close[0]!r}?" if close else " (optlab run --help lists them)")
-
-
-def relevant(cfg: RunConfig) -> dict[str, Any]:
-    """The settings that apply to this run's experiment: what metrics.json records."""
-    from optlab.experiments import EXPERIMENTS
-
-    return cfg.to_dict(applicable(EXPERIMENTS[cfg.experiment]))

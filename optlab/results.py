@@ -20,8 +20,9 @@ import platform
 import secrets
 import tempfile
 import time
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -30,7 +31,7 @@ from optlab.errors import ResultsError
 SCHEMA_VERSION = 1
 METRICS_FILE = "metrics.json"
 PARAMS_FILE = "params.npz"
-CHECKPOINT_FILE = "checkpoint.npz"  # optlab.checkpoint's, named here so --overwrite knows it
+CHECKPOINT_FILE = "checkpoint.npz"  # optlab.runs.checkpoint's, named here so --overwrite knows it
 STATUSES = ("running", "completed", "diverged", "interrupted", "failed")
 REQUIRED_KEYS = (
     "schema_version", "run_id", "status", "experiment", "config",

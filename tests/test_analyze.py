@@ -10,10 +10,13 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from optlab import hvp, results
+from optlab import results
 from optlab.cli import app
+from optlab.curvature import hvp
 from optlab.problems import mlp
-from test_classify import write_fixture  # tests/ is on sys.path (pytest rootdir insertion)
+from test_classify import (
+    write_fixture,  # tests/ is on sys.path (pytest rootdir insertion)
+)
 
 
 def invoke(*args: str):
@@ -51,7 +54,7 @@ def test_network_run_lanczos_matches_the_dense_hessian(tmp_path, monkeypatch):
     assert hessian["data"] == "the first 100 mnist training images, clean loss"
     saved = results.load_params(run)
     params = [{"w": jnp.asarray(saved[f"{i}/w"]), "b": jnp.asarray(saved[f"{i}/b"])} for i in range(2)]
-    from optlab.datasets import load
+    from optlab.data.datasets import load
 
     d = load("mnist", data)
     batch = jnp.asarray(d.train_images[:100]), jnp.asarray(d.train_labels[:100])

@@ -15,10 +15,13 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from optlab import config, datasets, results, runner
+from optlab import config, results
 from optlab.cli import app
-from optlab.idx import read_idx, write_idx
+from optlab.data import datasets
+from optlab.data.idx import read_idx, write_idx
 from optlab.problems import mlp
+from optlab.runs import runner
+from optlab.runs.resolve import resolve as resolve_layers
 
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 SYSTEM_FASHION = datasets.SYSTEM_ROOTS[0] / "fashion-mnist"
@@ -52,7 +55,7 @@ def write_fixture(folder: Path, seed: int = 0, n_train: int = N_TRAIN, n_test: i
 
 
 def resolve(**settings) -> config.RunConfig:
-    return config.resolve([config.Layer({**BASE, **{k: str(v) for k, v in settings.items()}}, "flag")])
+    return resolve_layers([config.Layer({**BASE, **{k: str(v) for k, v in settings.items()}}, "flag")])
 
 
 def run_quietly(cfg: config.RunConfig) -> runner.RunOutcome:

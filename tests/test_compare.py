@@ -12,10 +12,10 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from optlab import compare as cmp
-from optlab import tables
 from optlab.cli import app
 from optlab.errors import ConfigError, ResultsError
+from optlab.reporting import compare as cmp
+from optlab.reporting import tables
 
 PNG = b"\x89PNG\r\n\x1a\n"
 TINY_GD = ["tiny-gd-s0", "tiny-gd-s1", "tiny-gd-s2"]
@@ -290,7 +290,7 @@ def test_default_figure_folder_is_results_compare(results: Path) -> None:
 def test_curves_never_mix_experiments_and_groups_draw_mean_and_band(results: Path, tmp_path: Path,
                                                                       monkeypatch) -> None:
     from optlab import plots
-    from optlab.report import compare_figures
+    from optlab.reporting.report import compare_figures
 
     calls = {}
     monkeypatch.setattr(plots, "curves", lambda path, curves, **kw: calls.setdefault(Path(path).name, curves) and path)

@@ -2,9 +2,9 @@
 
 import pytest
 
-from optlab import config
-from optlab.config import Layer, parse_sets, read_toml, resolve
+from optlab.config import Layer, parse_sets, read_toml
 from optlab.errors import ConfigError
+from optlab.runs.resolve import relevant, resolve
 
 
 def flags(**values):
@@ -97,7 +97,7 @@ def test_toml_errors_name_the_file(tmp_path):
 
 
 def test_recorded_config_holds_only_the_settings_that_apply():
-    tiny = config.relevant(resolve([Layer({"experiment": "tiny"}, "argument")]))
+    tiny = relevant(resolve([Layer({"experiment": "tiny"}, "argument")]))
     assert {"steps", "start", "lr", "optimizer"} <= set(tiny) and "epochs" not in tiny and "hidden" not in tiny
-    mnist = config.relevant(resolve([Layer({"experiment": "mnist"}, "argument")]))
+    mnist = relevant(resolve([Layer({"experiment": "mnist"}, "argument")]))
     assert {"epochs", "hidden", "batch_size", "input_noise"} <= set(mnist) and "start" not in mnist

@@ -1,4 +1,4 @@
-"""optlab.datasets and `optlab data`: lookup order, downloads (from a local server), loading, checks, the CLI."""
+"""optlab.data.datasets and `optlab data`: lookup order, downloads (from a local server), loading, checks, the CLI."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from optlab import datasets
-from optlab.datasets import DATASETS, ROLES, fetch, load, locate
+from optlab.data import datasets
+from optlab.data.datasets import DATASETS, ROLES, fetch, load, locate
+from optlab.data.idx import write_idx
 from optlab.errors import ConfigError, DataError
-from optlab.idx import write_idx
 from optlab.registry import Registry
 
 SHARED_MNIST = Path(__file__).parents[2] / "shared/data/mnist"
@@ -324,9 +324,10 @@ def test_fashion_mnist_from_the_system_folder(monkeypatch):
 
 @pytest.fixture
 def cli():
+    from typer.testing import CliRunner
+
     import optlab.cli.commands_data  # noqa: F401  (registers `optlab data`)
     from optlab.cli.app import app
-    from typer.testing import CliRunner
 
     return lambda *args: CliRunner().invoke(app, list(map(str, args)), env={"COLUMNS": "250"})
 

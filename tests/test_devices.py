@@ -1,4 +1,4 @@
-"""optlab.devices: padding, cluster detection, and a sweep sharded over 4 (virtual CPU) devices.
+"""optlab.core.devices: padding, cluster detection, and a sweep sharded over 4 (virtual CPU) devices.
 
 JAX fixes its device count when it starts, so the sharded checks run in a subprocess with
 XLA_FLAGS=--xla_force_host_platform_device_count=4 and report back as JSON.
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from optlab import devices
+from optlab.core import devices
 from optlab.errors import ConfigError
 
 SCRIPT = textwrap.dedent('''
@@ -25,7 +25,7 @@ SCRIPT = textwrap.dedent('''
     import jax, numpy as np
     sys.path.insert(0, {tests!r})
     from test_sweep import bars_dataset, build
-    from optlab import devices
+    from optlab.core import devices
     from optlab.cli.commands_sweep import SweepBar
     from optlab.experiments import classify, tiny
 
@@ -138,7 +138,9 @@ DATA_PARALLEL_SCRIPT = textwrap.dedent('''
     sys.path.insert(0, {tests!r})
     from typer.testing import CliRunner
     from test_classify import BASE, write_fixture
-    from optlab import config, devices, engine, runner
+    from optlab import config
+    from optlab.core import devices, engine
+    from optlab.runs import resolve, runner
     from optlab.cli import app
     from optlab.errors import Interrupted
     from optlab.experiments import classify
@@ -147,11 +149,11 @@ DATA_PARALLEL_SCRIPT = textwrap.dedent('''
     tmp = Path({tmp!r})
     data = write_fixture(tmp / "bars")
     settings = {{**BASE, "data_dir": str(data), "input_noise": "0.3", "dropout": "0.1", "epochs": "3"}}
-    resolve = lambda **more: config.resolve([config.Layer({{**settings, **more}}, "flag")])
+    settle = lambda **more: resolve.resolve([config.Layer({{**settings, **more}}, "flag")])
     report = {{"devices": len(jax.devices())}}
 
-    plain = runner.run(resolve(run_dir=str(tmp / "plain")), quiet=True).record
-    split = runner.run(resolve(run_dir=str(tmp / "split"), data_parallel="on"), quiet=True).record
+    plain = runner.run(settle(run_dir=str(tmp / "plain")), quiet=True).record
+    split = runner.run(settle(run_dir=str(tmp / "split"), data_parallel="on"), quiet=True).record
     report["max_diff"] = max(abs(a - b) for k in ("train_loss", "test_loss", "minibatch_loss", "test_error")
                              for a, b in zip(plain["history"][k], split["history"][k]))
     report["epochs"] = [len(plain["history"]["epoch"]), len(split["history"]["epoch"])]
@@ -164,14 +166,14 @@ DATA_PARALLEL_SCRIPT = textwrap.dedent('''
             if completed == 2: raise KeyboardInterrupt
         def stop(self): pass
     try:
-        runner.run(resolve(run_dir=str(tmp / "resumed"), data_parallel="on", checkpoint_every="1"), bar=StopAfter2())
+        runner.run(settle(run_dir=str(tmp / "resumed"), data_parallel="on", checkpoint_every="1"), bar=StopAfter2())
     except Interrupted:
         pass
     resumed = runner.resume(tmp / "resumed", quiet=True).record
     report["resume_equal"] = all(resumed["history"][k] == split["history"][k] for k in ("train_loss", "minibatch_loss"))
 
     # The engine's own epoch with the batch sharding: what each device sees of a minibatch.
-    cfg = resolve(data_parallel="on")
+    cfg = settle(data_parallel="on")
     dataset, n_train, sizes = classify.validate(cfg)
     dp = devices.DataParallel.over()
     hp = classify.hyperparams(cfg)
@@ -203,13 +205,14 @@ def data_parallel_report(tmp_path_factory) -> dict:
 
 def test_data_parallel_is_a_setting_of_network_runs():
     from optlab import config
+    from optlab.runs import resolve
 
-    cfg = config.resolve([config.Layer({"experiment": "mnist", "data_parallel": "on"}, "flag")])
-    assert cfg.data_parallel is True and config.relevant(cfg)["data_parallel"] is True
+    cfg = resolve.resolve([config.Layer({"experiment": "mnist", "data_parallel": "on"}, "flag")])
+    assert cfg.data_parallel is True and resolve.relevant(cfg)["data_parallel"] is True
     with pytest.raises(ConfigError, match="--data-parallel must be true or false"):
-        config.resolve([config.Layer({"experiment": "mnist", "data_parallel": "sometimes"}, "flag")])
+        resolve.resolve([config.Layer({"experiment": "mnist", "data_parallel": "sometimes"}, "flag")])
     with pytest.raises(ConfigError, match="does not apply to experiment 'tiny'"):
-        config.resolve([config.Layer({"experiment": "tiny", "data_parallel": "on"}, "flag")])
+        resolve.resolve([config.Layer({"experiment": "tiny", "data_parallel": "on"}, "flag")])
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""optlab.idx: IDX round trips, the exact bytes of the format, and a DataError for every kind of bad file."""
+"""optlab.data.idx: IDX round trips, the exact bytes of the format, and a DataError for every kind of bad file."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from optlab.data.idx import read_idx, write_idx
 from optlab.errors import DataError
-from optlab.idx import read_idx, write_idx
 
 DTYPES = ["uint8", "int8", "int16", "int32", "float32", "float64"]
 SHAPES = [(7,), (3, 5), (4, 28, 28), (2, 3, 4, 5), (0, 28, 28)]

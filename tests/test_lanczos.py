@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from optlab import hvp, lanczos
+from optlab.curvature import hvp, lanczos
 from optlab.problems import mlp
 
 SIZES = (16, 16, 4)  # 17·16 + 17·4 = 340 parameters: small enough for a dense Hessian

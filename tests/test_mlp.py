@@ -15,7 +15,7 @@ import numpy as np
 import optax
 import pytest
 
-from optlab import engine, optimizers
+from optlab.core import engine, optimizers
 from optlab.problems import mlp
 
 KEY = jax.random.key(0)

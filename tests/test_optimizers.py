@@ -6,9 +6,11 @@ import jax
 import numpy as np
 import pytest
 
-from optlab import config, optimizers
+from optlab import config
+from optlab.core import optimizers
 from optlab.errors import ConfigError
 from optlab.experiments import tiny as tiny_experiment
+from optlab.runs import resolve
 from tiny_by_hand import grad, hessian
 
 STEPS = 4
@@ -97,7 +99,7 @@ def by_hand(update, steps=STEPS):
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_first_steps_match_the_textbook_update(name):
     settings, update = CASES[name]
-    cfg = config.resolve([config.Layer(
+    cfg = resolve.resolve([config.Layer(
         {"experiment": "tiny", "optimizer": name, "steps": STEPS, "start": list(START), **settings}, "flag")])
     history, *_ = tiny_experiment.simulate(cfg)
     np.testing.assert_allclose(history["params"], by_hand(update), rtol=1e-12, atol=1e-14)
@@ -111,7 +113,7 @@ def test_every_registered_optimizer_is_checked_by_hand():
 
 
 def test_schedules_reach_the_optimizer():
-    cfg = config.resolve([config.Layer(
+    cfg = resolve.resolve([config.Layer(
         {"experiment": "tiny", "optimizer": "gd", "lr": 0.2, "lr_schedule": "anneal", "steps": 4, "start": list(START)},
         "flag")])
     history, *_ = tiny_experiment.simulate(cfg)

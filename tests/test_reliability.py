@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from optlab import config, results
 from optlab.cli import app
 from optlab.errors import ConfigError, ResultsError
+from optlab.runs import resolve
 from test_classify import write_fixture
 
 
@@ -124,7 +125,7 @@ def test_the_toml_loader_only_ever_raises_config_error(tmp_path_factory, data):
     path = tmp_path_factory.mktemp("toml") / "fuzz.toml"
     path.write_bytes(data)
     try:
-        config.resolve([config.read_toml(path)])
+        resolve.resolve([config.read_toml(path)])
     except ConfigError as e:
         assert "\n" not in str(e)
 
@@ -135,11 +136,11 @@ def test_the_toml_loader_only_ever_raises_config_error(tmp_path_factory, data):
                                  st.lists(st.integers(-5, 5), max_size=3)), max_size=5))
 def test_any_typed_settings_are_accepted_or_refused_in_one_line(values):
     try:
-        cfg = config.resolve([config.Layer(values, "file.toml")])
+        cfg = resolve.resolve([config.Layer(values, "file.toml")])
     except ConfigError as e:
         assert "\n" not in str(e)
     else:
-        json.dumps(results.to_jsonable(config.relevant(cfg)), allow_nan=False)
+        json.dumps(results.to_jsonable(resolve.relevant(cfg)), allow_nan=False)
 
 
 # ---- checkpoints and --resume -------------------------------------------------------------------

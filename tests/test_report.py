@@ -18,7 +18,7 @@ from urllib.parse import unquote
 import pytest
 from typer.testing import CliRunner
 
-import optlab
+import optlab.runs
 from optlab.cli import app
 from optlab.errors import ConfigError
 
@@ -162,7 +162,7 @@ class Outcome(NamedTuple):
 
 @pytest.fixture
 def fake_runner(monkeypatch, write_run):
-    """Stand in for optlab.runner: each experiments/NAME.toml becomes a tiny run NAME (broken.toml fails)."""
+    """Stand in for optlab.runs.runner: each experiments/NAME.toml becomes a tiny run NAME (broken.toml fails)."""
     calls: list[str] = []
 
     def run_file(path: Path, results_root: Path, quiet: bool = True) -> Outcome:
@@ -171,10 +171,10 @@ def fake_runner(monkeypatch, write_run):
             raise ConfigError(f"{path}: unknown optimizer 'adma'")
         return Outcome(write_run(results_root, run_id=path.stem, optimizer=path.stem), "completed")
 
-    fake = type(sys)("optlab.runner")
+    fake = type(sys)("optlab.runs.runner")
     fake.run_file = run_file
-    monkeypatch.setitem(sys.modules, "optlab.runner", fake)
-    monkeypatch.setattr(optlab, "runner", fake, raising=False)
+    monkeypatch.setitem(sys.modules, "optlab.runs.runner", fake)
+    monkeypatch.setattr(optlab.runs, "runner", fake, raising=False)
     return calls
 
 
@@ -215,8 +215,8 @@ def test_reproduce_without_experiment_files_is_a_one_line_error(tmp_path: Path) 
 
 
 def test_the_real_runner_has_the_signature_reproduce_calls() -> None:
-    runner = pytest.importorskip("optlab.runner")
+    runner = pytest.importorskip("optlab.runs.runner")
     if not hasattr(runner, "run_file"):
-        pytest.skip("optlab.runner has no run_file yet")
+        pytest.skip("optlab.runs.runner has no run_file yet")
     params = list(inspect.signature(runner.run_file).parameters)
     assert params[:3] == ["path", "results_root", "quiet"]

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from optlab import schedules
+from optlab.core import schedules
 from optlab.errors import ConfigError
 
 SETTINGS = SimpleNamespace(anneal_fraction=0.5, lr_decay=0.1)

@@ -11,10 +11,13 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from optlab import analysis, config, optimizers, runner, schedules, second_order
+from optlab import config
 from optlab.cli import app
-from optlab.engine import epoch_fn, full_batch_run, init_state
+from optlab.core import optimizers, schedules, second_order
+from optlab.core.engine import epoch_fn, full_batch_run, init_state
+from optlab.curvature import analysis
 from optlab.problems import mlp, tiny
+from optlab.runs import resolve, runner
 from tiny_by_hand import grad, hessian
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
@@ -35,7 +38,7 @@ def one_step(tx, w):
 
 def tiny_run(optimizer: str, start: str = SADDLE_START, steps: int = 30, **settings) -> np.ndarray:
     """The tiny problem's trajectory, with the run's hyperparameters from its config."""
-    cfg = config.resolve([config.Layer({"experiment": "tiny", "optimizer": optimizer, "start": start,
+    cfg = resolve.resolve([config.Layer({"experiment": "tiny", "optimizer": optimizer, "start": start,
                                         "steps": str(steps), **settings}, "flag")])
     hp = optimizers.hyperparams(cfg, jnp.float64)
 
@@ -116,7 +119,7 @@ def test_hessian_free_reduces_the_loss_of_a_small_classifier():
 
     images, labels = bars(240, np.random.default_rng(0))
     data = jax.device_put(images), jax.device_put(labels)
-    cfg = config.resolve([config.Layer({"experiment": "mnist", "optimizer": "hessian-free", "hidden": "32",
+    cfg = resolve.resolve([config.Layer({"experiment": "mnist", "optimizer": "hessian-free", "hidden": "32",
                                         "batch_size": "60", "cg_iters": "8"}, "flag")])
     hp = optimizers.hyperparams(cfg, jnp.float32)
 
@@ -144,7 +147,7 @@ def test_non_positive_damping_is_one_line_exit_2(tmp_path, value):
 
 
 def test_a_tiny_run_with_damping_takes_the_damped_first_step(tmp_path):
-    outcome = runner.run(config.resolve([config.Layer({"experiment": "tiny", "optimizer": "newton", "damping": "0.5",
+    outcome = runner.run(resolve.resolve([config.Layer({"experiment": "tiny", "optimizer": "newton", "damping": "0.5",
                                                        "steps": "1", "run_dir": str(tmp_path / "run")}, "flag")]), quiet=True)
     w = np.array([0.5, 1.5])
     expected = w - np.linalg.solve(hessian(w) + 0.5 * np.eye(2), grad(w))

@@ -11,16 +11,17 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from optlab import config, runner
+from optlab import config
 from optlab.cli import app
 from optlab.problems import tiny
+from optlab.runs import resolve, runner
 
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 
 
 def run_signals(tmp_path: Path, **settings) -> dict:
     layer = {"experiment": "signals", "run_dir": str(tmp_path / "run"), **settings}
-    return runner.run(config.resolve([config.Layer(layer, "flag")]), quiet=True).record
+    return runner.run(resolve.resolve([config.Layer(layer, "flag")]), quiet=True).record
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from optlab import analysis, hvp, spectrum
+from optlab.curvature import analysis, hvp, spectrum
 from test_lanczos import small_mlp  # tests/ is on sys.path (pytest rootdir insertion)
 
 

@@ -10,12 +10,16 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from optlab import compare, config, results, runner, sweep, sweep_summary
+from optlab import config, results, sweep
 from optlab.cli import app
 from optlab.cli.commands_sweep import SweepBar
+from optlab.data.idx import write_idx
 from optlab.errors import ConfigError
 from optlab.experiments import tiny
-from optlab.idx import write_idx
+from optlab.reporting import compare
+from optlab.runs import resolve, runner
+from optlab.sweep import grid, plan
+from optlab.sweep import summary as sweep_summary
 
 
 def cli(*args: str):
@@ -58,7 +62,7 @@ def bars_dataset(folder: Path, n_train: int = 120, n_test: int = 40) -> Path:
     ("lr", 0.5, [0.5]),
 ])
 def test_values_lists_and_ranges_expand(key, raw, wanted):
-    assert sweep.parse_values(key, raw, "--x") == wanted
+    assert grid.parse_values(key, raw, "--x") == wanted
 
 
 @pytest.mark.parametrize("key, raw, message", [
@@ -74,7 +78,7 @@ def test_values_lists_and_ranges_expand(key, raw, wanted):
 ])
 def test_malformed_values_are_one_config_error(key, raw, message):
     with pytest.raises(ConfigError, match=message):
-        sweep.parse_values(key, raw, "--" + key)
+        grid.parse_values(key, raw, "--" + key)
 
 
 def test_grid_is_the_product_of_the_lists_in_order():
@@ -98,7 +102,7 @@ def test_bad_grids_are_rejected_before_anything_runs(grid, message):
 
 def test_array_settings_share_a_group_and_shape_or_presence_settings_split_it():
     s = build({"experiment": "tiny"}, {"optimizer": "gd,adam", "lr": "0.1,0.2", "seed": "0,1", "grad_noise": "0,0.1"})
-    groups = sweep.groups(s.configs)
+    groups = grid.groups(s.configs)
     assert len(groups) == 4 and all(len(g) == 4 for g in groups)  # optimizer × (noise present or not)
     for g in groups:
         assert len({(s.configs[i].optimizer, s.configs[i].grad_noise > 0) for i in g}) == 1
@@ -108,7 +112,7 @@ def test_array_settings_share_a_group_and_shape_or_presence_settings_split_it():
 
 
 def test_tiny_lanes_equal_single_runs_bit_for_bit_including_noise_and_divergence():
-    from optlab.devices import Lanes
+    from optlab.core.devices import Lanes
 
     s = build({"experiment": "tiny", "optimizer": "momentum", "steps": "60"},
               {"lr": "0.05,3.0", "seed": "0..1", "grad_noise": "0.2"})
@@ -127,7 +131,7 @@ def test_tiny_sweep_folders_are_run_folders_that_compare_reads(tmp_path):
     s = build({"experiment": "tiny", "steps": "20"}, {"lr": "0.1,0.25", "seed": "0,1"})
     out = run(s, tmp_path)
     assert out.sweep_dir.parent == tmp_path and out.sweep_id == out.sweep_dir.name
-    single = runner.run(config.resolve([config.Layer({"experiment": "tiny", "steps": "20", "lr": "0.1",
+    single = runner.run(resolve.resolve([config.Layer({"experiment": "tiny", "steps": "20", "lr": "0.1",
                                                       "out": str(tmp_path / "single")}, "flag")]), quiet=True)
     for row in out.rows:
         record = results.read_metrics(row["path"])
@@ -142,7 +146,7 @@ def test_tiny_sweep_folders_are_run_folders_that_compare_reads(tmp_path):
 def test_chunked_sweep_gives_the_same_numbers(tmp_path):
     s = build({"experiment": "tiny", "steps": "30", "optimizer": "adam"}, {"lr": "0.01,0.1,0.3"})
     notices: list[str] = []
-    assert [len(c.indices) for c in sweep.plan(s, max_lanes=2, notices=notices)] == [2, 1]
+    assert [len(c.indices) for c in plan.plan(s, max_lanes=2, notices=notices)] == [2, 1]
     assert "2 chunks of up to 2" in notices[0]
     whole, chunked = run(s, tmp_path / "a"), run(s, tmp_path / "b", max_lanes=2)
     assert [r["final_loss"] for r in whole.rows] == [r["final_loss"] for r in chunked.rows]
@@ -179,10 +183,10 @@ def test_heatmap_averages_seeds_and_extra_axes_and_marks_diverged_cells():
 
 
 def test_toml_of_a_config_reads_back_to_the_same_config(tmp_path):
-    cfg = config.resolve([config.Layer({"experiment": "tiny", "lr": "1e-05", "start": "0.5,-2", "seed": "3"}, "flag")])
+    cfg = resolve.resolve([config.Layer({"experiment": "tiny", "lr": "1e-05", "start": "0.5,-2", "seed": "3"}, "flag")])
     file = tmp_path / "best.toml"
-    file.write_text(sweep_summary.to_toml(config.relevant(cfg), "a comment\nsecond line"))
-    assert config.resolve([config.read_toml(file)]) == cfg
+    file.write_text(sweep_summary.to_toml(resolve.relevant(cfg), "a comment\nsecond line"))
+    assert resolve.resolve([config.read_toml(file)]) == cfg
 
 
 # ---------------------------------------------------------------------------- the command

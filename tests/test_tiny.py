@@ -7,14 +7,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from optlab import analysis, config
-from optlab.engine import full_batch_run
+from optlab import config
+from optlab.core.engine import full_batch_run
+from optlab.curvature import analysis
 from optlab.experiments import tiny as tiny_experiment
 from optlab.problems import tiny
+from optlab.runs import resolve
 
 
 def cfg(**settings):
-    return config.resolve([config.Layer({"experiment": "tiny", **settings}, "flag")])
+    return resolve.resolve([config.Layer({"experiment": "tiny", **settings}, "flag")])
 
 
 def point(w1, w2):

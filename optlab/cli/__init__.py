@@ -3,7 +3,13 @@
 Each group of commands lives in its own module and registers itself on the one Typer app.
 """
 
-from optlab.cli import commands_analyze, commands_data, commands_results, commands_run, commands_sweep  # noqa: F401  (registers commands)
+from optlab.cli import (  # noqa: F401  (registers commands)
+    commands_analyze,
+    commands_data,
+    commands_results,
+    commands_run,
+    commands_sweep,
+)
 from optlab.cli.app import app, main
 
 __all__ = ["app", "main"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
-from typing import Optional
 
 import jax
 import jax.numpy as jnp
@@ -12,8 +11,10 @@ import numpy as np
 import typer
 from rich.console import Console
 
-from optlab import analysis, config, datasets, plots, results
+from optlab import config, plots, results
 from optlab.cli.app import app
+from optlab.curvature import analysis
+from optlab.data import datasets
 from optlab.errors import ConfigError, ResultsError
 from optlab.problems import mlp, tiny
 
@@ -71,11 +72,11 @@ def analyze_network(record: dict, saved: dict, k: int | None, subset: int, probe
 @app.command("analyze")
 def analyze_command(
     run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="a run folder with metrics.json and params.npz"),
-    k: Optional[str] = typer.Option(None, "--k", metavar="INT", help="extreme eigenvalues at each end (default: 20)", show_default=False),
-    subset: Optional[str] = typer.Option(None, "--subset", metavar="INT", help="networks: training images the loss is taken on (default: 1000)", show_default=False),
-    probes: Optional[str] = typer.Option(None, "--probes", metavar="INT", help="networks: random vectors for the trace and the density (default: 10)", show_default=False),
-    seed: Optional[str] = typer.Option(None, "--seed", metavar="INT", help="seed of the random start and probe vectors (default: 0)", show_default=False),
-    data_dir: Optional[str] = typer.Option(None, "--data-dir", metavar="DIR", help="networks: dataset folder (default: the run's)", show_default=False),
+    k: str | None = typer.Option(None, "--k", metavar="INT", help="extreme eigenvalues at each end (default: 20)", show_default=False),
+    subset: str | None = typer.Option(None, "--subset", metavar="INT", help="networks: training images the loss is taken on (default: 1000)", show_default=False),
+    probes: str | None = typer.Option(None, "--probes", metavar="INT", help="networks: random vectors for the trace and the density (default: 10)", show_default=False),
+    seed: str | None = typer.Option(None, "--seed", metavar="INT", help="seed of the random start and probe vectors (default: 0)", show_default=False),
+    data_dir: str | None = typer.Option(None, "--data-dir", metavar="DIR", help="networks: dataset folder (default: the run's)", show_default=False),
 ) -> None:
     """The Hessian at a run's final parameters: extreme eigenvalues, trace, spectral density.
 

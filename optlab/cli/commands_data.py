@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from optlab import datasets
 from optlab.cli.app import app
+from optlab.data import datasets
 
 data_app = typer.Typer(
     help="Datasets (MNIST, Fashion-MNIST): where their files are, and fetching the missing ones.",
@@ -19,7 +19,7 @@ data_app = typer.Typer(
 app.add_typer(data_app, name="data")
 
 DataDir = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Option(
         "--data-dir",
         help=f"Folder with the IDX files (directly or in a subfolder named after the dataset); "

@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Optional, Sequence
+from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
-from optlab import compare as cmp
-from optlab import tables
 from optlab.cli.app import app
 from optlab.errors import ConfigError, OptlabError, ResultsError
+from optlab.reporting import compare as cmp
+from optlab.reporting import tables
 
 # Data (csv/json/markdown) goes to stdout so it pipes cleanly; notes and progress go to stderr.
 err = Console(stderr=True, highlight=False)
@@ -38,7 +45,7 @@ GroupOpt = Annotated[bool, typer.Option(
 
 
 def _select(paths: Sequence[Path], where: Sequence[str], group: bool,
-            sort: Optional[str] = None, descending: bool = False) -> tuple[list[cmp.Row], list[cmp.Skipped]]:
+            sort: str | None = None, descending: bool = False) -> tuple[list[cmp.Row], list[cmp.Skipped]]:
     """Find, read, filter, group and sort runs; exit 1 with one line when nothing is left to show."""
     if sort is not None:
         cmp.sort_column(sort)  # a typo in --sort fails before any file is read
@@ -68,7 +75,7 @@ def _default_home(paths: Sequence[Path]) -> Path:
 @app.command()
 def compare(
     paths: PathsArg,
-    sort: Annotated[Optional[str], typer.Option(
+    sort: Annotated[str | None, typer.Option(
         "--sort", metavar="METRIC",
         help="Sort by a column: test_error, best_test_error, final_loss, wall_time, time_to_target, lr, "
              "seed, steps, optimizer, status, run, n. Missing values go last.")] = None,
@@ -80,7 +87,7 @@ def compare(
     group: GroupOpt = False,
     fmt: Annotated[Format, typer.Option(
         "--format", help="table (fits the terminal), or markdown, csv, json on stdout for piping.")] = Format.table,
-    out: Annotated[Optional[Path], typer.Option(
+    out: Annotated[Path | None, typer.Option(
         "--out", metavar="DIR", show_default=False,
         help="Folder for the overlaid figures (default: RESULTS/compare).")] = None,
     figures: Annotated[bool, typer.Option("--figures/--no-figures", help="Draw the overlaid figures.")] = True,
@@ -97,7 +104,7 @@ def compare(
     else:
         console.print(rendered)
     if figures:
-        from optlab.report import compare_figures
+        from optlab.reporting.report import compare_figures
 
         folder = out if out is not None else _default_home(paths) / "compare"
         try:
@@ -111,7 +118,7 @@ def compare(
 @app.command()
 def report(
     paths: PathsArg,
-    out: Annotated[Optional[Path], typer.Option(
+    out: Annotated[Path | None, typer.Option(
         "--out", metavar="FILE.html", show_default=False,
         help="Where to write the page; the Markdown twin goes beside it as FILE.md (default: RESULTS/report.html).")
     ] = None,
@@ -130,7 +137,7 @@ def report(
 
 
 def _write(rows, skipped, html_path: Path, source: str) -> tuple[Path, Path]:
-    from optlab.report import write_report
+    from optlab.reporting.report import write_report
 
     try:
         return write_report(rows, skipped, html_path, source=source)
@@ -149,7 +156,7 @@ def reproduce(
 ) -> None:
     """Run every experiment file into one results folder, then build the report: all the pictures, from scratch."""
     files = _experiment_files(experiments)
-    from optlab import runner  # imports JAX: only now that there is work to do
+    from optlab.runs import runner  # imports JAX: only now that there is work to do
 
     outcomes, failures = [], []
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import sys
-import tomllib
+from collections.abc import Sequence
 from pathlib import Path
-from typing import List, Optional, Sequence
 
+import tomllib
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from optlab import config
@@ -28,30 +34,30 @@ def _grid(*names: str, metavar: str, help: str):
 @app.command("sweep")
 def sweep_command(
     target: str = typer.Argument(..., metavar="EXPERIMENT|FILE.toml", help="an experiment, or a file with a \\[sweep] table"),
-    opt: Optional[str] = _grid("--opt", metavar="NAME,…", help="optimizers (each its own program)"),
-    lr: Optional[str] = _grid("--lr", metavar="FLOAT,…", help="step sizes η, e.g. 1e-4,3e-4,1e-3"),
-    lr_schedule: Optional[str] = _grid("--lr-schedule", metavar="NAME,…", help="schedules (each its own program)"),
-    momentum: Optional[str] = _grid("--momentum", metavar="FLOAT,…", help="momentum α"),
-    seed: Optional[str] = _grid("--seed", metavar="INT,…|A..B", help="seeds, e.g. 0..4"),
-    grad_noise: Optional[str] = _grid("--grad-noise", metavar="SIGMA,…", help="gradient noise σ"),
-    steps: Optional[str] = _grid("--steps", metavar="INT", help="tiny: number of updates"),
-    start: Optional[str] = _grid("--start", metavar="W1,W2;…", help="tiny: starting points, separated by ;"),
-    epochs: Optional[str] = _grid("--epochs", metavar="INT", help="networks: passes over the training set"),
-    batch_size: Optional[str] = _grid("--batch-size", metavar="INT,…", help="networks: minibatch sizes"),
-    hidden: Optional[str] = _grid("--hidden", metavar="N,N;…", help="networks: hidden widths, alternatives separated by ;"),
-    init: Optional[str] = _grid("--init", metavar="NAME,…", help="networks: initialisations"),
-    init_scale: Optional[str] = _grid("--init-scale", metavar="FLOAT,…", help="networks: init std multipliers"),
-    input_noise: Optional[str] = _grid("--input-noise", metavar="SIGMA,…", help="networks: input noise σ"),
-    dropout: Optional[str] = _grid("--dropout", metavar="P,…", help="networks: dropout probabilities"),
-    weight_decay: Optional[str] = _grid("--weight-decay", metavar="FLOAT,…", help="networks: L2 penalties λ"),
-    data_dir: Optional[str] = _grid("--data-dir", metavar="DIR", help="networks: folder holding the dataset files"),
-    out: Optional[str] = _grid("--out", metavar="DIR", help="results root; the sweep gets OUT/SWEEP_ID/ [default: results]"),
-    sets: List[str] = typer.Option([], "--set", metavar="KEY=VALUES", help="any setting as a grid, e.g. --set lr_decay=0.1,0.01"),
-    best: Optional[str] = typer.Option(None, "--best", metavar="METRIC", help="write the best configuration as best.toml (test_error, final_loss, …)"),
-    chunk: Optional[int] = typer.Option(None, "--chunk", min=1, metavar="N", help="at most N configurations per program [default: what fits in memory]"),
-    coordinator: Optional[str] = typer.Option(None, "--coordinator", metavar="HOST:PORT", help="multi-host: process 0's address"),
-    num_processes: Optional[int] = typer.Option(None, "--num-processes", min=1, metavar="N", help="multi-host: number of processes"),
-    process_id: Optional[int] = typer.Option(None, "--process-id", min=0, metavar="I", help="multi-host: this process's rank"),
+    opt: str | None = _grid("--opt", metavar="NAME,…", help="optimizers (each its own program)"),
+    lr: str | None = _grid("--lr", metavar="FLOAT,…", help="step sizes η, e.g. 1e-4,3e-4,1e-3"),
+    lr_schedule: str | None = _grid("--lr-schedule", metavar="NAME,…", help="schedules (each its own program)"),
+    momentum: str | None = _grid("--momentum", metavar="FLOAT,…", help="momentum α"),
+    seed: str | None = _grid("--seed", metavar="INT,…|A..B", help="seeds, e.g. 0..4"),
+    grad_noise: str | None = _grid("--grad-noise", metavar="SIGMA,…", help="gradient noise σ"),
+    steps: str | None = _grid("--steps", metavar="INT", help="tiny: number of updates"),
+    start: str | None = _grid("--start", metavar="W1,W2;…", help="tiny: starting points, separated by ;"),
+    epochs: str | None = _grid("--epochs", metavar="INT", help="networks: passes over the training set"),
+    batch_size: str | None = _grid("--batch-size", metavar="INT,…", help="networks: minibatch sizes"),
+    hidden: str | None = _grid("--hidden", metavar="N,N;…", help="networks: hidden widths, alternatives separated by ;"),
+    init: str | None = _grid("--init", metavar="NAME,…", help="networks: initialisations"),
+    init_scale: str | None = _grid("--init-scale", metavar="FLOAT,…", help="networks: init std multipliers"),
+    input_noise: str | None = _grid("--input-noise", metavar="SIGMA,…", help="networks: input noise σ"),
+    dropout: str | None = _grid("--dropout", metavar="P,…", help="networks: dropout probabilities"),
+    weight_decay: str | None = _grid("--weight-decay", metavar="FLOAT,…", help="networks: L2 penalties λ"),
+    data_dir: str | None = _grid("--data-dir", metavar="DIR", help="networks: folder holding the dataset files"),
+    out: str | None = _grid("--out", metavar="DIR", help="results root; the sweep gets OUT/SWEEP_ID/ [default: results]"),
+    sets: list[str] = typer.Option([], "--set", metavar="KEY=VALUES", help="any setting as a grid, e.g. --set lr_decay=0.1,0.01"),
+    best: str | None = typer.Option(None, "--best", metavar="METRIC", help="write the best configuration as best.toml (test_error, final_loss, …)"),
+    chunk: int | None = typer.Option(None, "--chunk", min=1, metavar="N", help="at most N configurations per program [default: what fits in memory]"),
+    coordinator: str | None = typer.Option(None, "--coordinator", metavar="HOST:PORT", help="multi-host: process 0's address"),
+    num_processes: int | None = typer.Option(None, "--num-processes", min=1, metavar="N", help="multi-host: number of processes"),
+    process_id: int | None = typer.Option(None, "--process-id", min=0, metavar="I", help="multi-host: this process's rank"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress output"),
 ) -> None:
     """Train every combination of the listed values; array-valued settings share one compiled program.
@@ -60,7 +66,8 @@ def sweep_command(
     sweep_id) under OUT/SWEEP_ID/, with summary.csv, summary.json and heatmap.png beside them.
     The sweep folder's path is the last line printed on stdout.
     """
-    from optlab import devices, sweep
+    from optlab import sweep
+    from optlab.core import devices
 
     devices.initialize(coordinator, num_processes, process_id)
     flags = {k: v for k, v in locals().items() if isinstance(v, str) and k in config.FIELDS}

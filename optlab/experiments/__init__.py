@@ -9,9 +9,10 @@ so that bad input never leaves a run folder behind.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from optlab.registry import Registry
 
@@ -50,7 +51,7 @@ Job = Callable[[RunContext], RunResult]
 
 @dataclass(frozen=True)
 class Experiment:
-    prepare: Callable[["RunConfig"], Job]
+    prepare: Callable[[RunConfig], Job]
     fields: tuple[str, ...]  # its own settings, besides config.BASE_FIELDS (and TRAINING_FIELDS if it trains)
     defaults: Mapping[str, Any] = field(default_factory=dict)
     default_lrs: Mapping[str, float] = field(default_factory=dict)  # per optimizer, overriding its own

@@ -10,11 +10,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from optlab import analysis, checkpoint, datasets, devices, optimizers, plots, schedules
-from optlab.engine import TrainState, epoch_fn, init_state
+from optlab import plots
+from optlab.core import devices, optimizers, schedules
+from optlab.core.engine import TrainState, epoch_fn, init_state
+from optlab.curvature import analysis
+from optlab.data import datasets
 from optlab.errors import ConfigError, ResultsError
 from optlab.experiments import EXPERIMENTS, Experiment, RunContext, RunResult
 from optlab.problems import mlp
+from optlab.runs import checkpoint
 
 CHECKPOINT_SECONDS = 5.0  # default checkpoint interval: at most this much training is lost to a kill
 SNAPSHOT_EPOCHS = (1, 2, 3, 4, 5, 10)  # and the last: the lecture's first-layer weight figures
@@ -200,7 +204,7 @@ class Checkpoints:
             self.ctx.save_checkpoint(epoch, state, extras)
             self.last = time.perf_counter()
 
-    def restore(self, log: Log, curvature: "Curvature", template) -> tuple[int, object, float]:
+    def restore(self, log: Log, curvature: Curvature, template) -> tuple[int, object, float]:
         """(first epoch to run, state, training seconds so far) from the checkpoint; fills `log`."""
         epoch, state, extras = checkpoint.load(self.ctx.run_dir, template)
         previous = self.ctx.resume_from
@@ -275,7 +279,7 @@ def run_lanes(cfgs, dataset, n_train: int, sizes, lanes, run_dirs, progress, sav
     (lanes never mix, so it harms no other), but its Log stops and its parameters are kept as
     they were at that epoch, as a single run would have stopped there.
     """
-    from optlab.devices import lane, to_host
+    from optlab.core.devices import lane, to_host
 
     cfg = cfgs[0]  # the group shares every setting that shapes the program
     images, labels, test_images, test_labels = lanes.replicate(

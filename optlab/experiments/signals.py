@@ -21,7 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from optlab import config, datasets, plots
+from optlab import config, plots
+from optlab.data import datasets
 from optlab.errors import ConfigError
 from optlab.experiments import EXPERIMENTS, Experiment, RunContext, RunResult
 from optlab.problems import mlp

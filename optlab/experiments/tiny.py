@@ -10,8 +10,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from optlab import analysis, optimizers, plots, schedules
-from optlab.engine import full_batch_run
+from optlab import plots
+from optlab.core import optimizers, schedules
+from optlab.core.engine import full_batch_run
+from optlab.curvature import analysis
 from optlab.experiments import EXPERIMENTS, Experiment, RunContext, RunResult
 from optlab.problems import tiny
 
@@ -110,7 +112,7 @@ def run_lanes(cfgs, lanes, run_dirs, progress, save_progress=None) -> list[RunRe
     way: `save_progress` is unused); lanes never mix, so one that diverges
     is cut at its first blown-up step by `finish` exactly as a single run would be.
     """
-    from optlab.devices import lane, to_host
+    from optlab.core.devices import lane, to_host
 
     cfg = cfgs[0]  # the group shares start, steps, optimizer and schedule
     with jax.enable_x64(True):

@@ -9,7 +9,14 @@ clipped to what is meaningful.
 
 from optlab.plots._base import DPI, Curve
 from optlab.plots.analysis import edge_of_stability, heatmap, signals, spectral_density
-from optlab.plots.training import curves, landscape, learning_curves, sparsity, tile_grid, weight_tiles
+from optlab.plots.training import (
+           curves,
+           landscape,
+           learning_curves,
+           sparsity,
+           tile_grid,
+           weight_tiles,
+)
 
 __all__ = ["DPI", "Curve", "curves", "edge_of_stability", "heatmap", "landscape", "learning_curves", "signals",
            "sparsity", "spectral_density", "tile_grid", "weight_tiles"]

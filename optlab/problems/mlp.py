@@ -8,7 +8,7 @@ uint8 and are scaled to [0, 1] inside the compiled step.
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp

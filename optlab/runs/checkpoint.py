@@ -10,14 +10,15 @@ supplies the tree structure; the leaves come from the file, bit for bit.
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import jax
 import numpy as np
 
-from optlab.errors import ResultsError
 from optlab import results
+from optlab.errors import ResultsError
 from optlab.results import write_atomic
 
 CHECKPOINT_FILE = results.CHECKPOINT_FILE

@@ -1,8 +1,8 @@
 """Many runs side by side: find, filter, group, sort, and format them as one table.
 
 Everything here is a pure function over run records (the parsed metrics.json files); nothing
-prints. `optlab.tables` formats the rows, the command line prints them, and
-`optlab.report` draws the figures and writes the HTML page from the same rows.
+prints. `optlab.reporting.tables` formats the rows, the command line prints them, and
+`optlab.reporting.report` draws the figures and writes the HTML page from the same rows.
 
 Grouping (`--group-by-seed`): runs whose configs are equal apart from the seed (and apart from
 paths that name where a run lived, such as data_dir) become one Row. Each numeric column then
@@ -17,10 +17,10 @@ import json
 import math
 import statistics
 from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
-
+from typing import Any
 
 from optlab.errors import ConfigError, ResultsError
 from optlab.results import METRICS_FILE, find_runs, read_metrics

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
-from optlab import checkpoint, config, progress, results
+from optlab import config, results
 from optlab.config import RunConfig
 from optlab.errors import Interrupted, ResultsError
 from optlab.experiments import EXPERIMENTS, Progress, RunContext
+from optlab.runs import checkpoint, progress, resolve
 
 
 @dataclass
@@ -41,7 +42,7 @@ def run(cfg: RunConfig, quiet: bool = False, overwrite: bool = False, bar: Progr
         "run_id": run_id,
         "status": "running",
         "experiment": cfg.experiment,
-        "config": config.relevant(cfg),
+        "config": resolve.relevant(cfg),
         "environment": results.environment(),
         "history": {},
         "summary": {},
@@ -62,7 +63,7 @@ def resume(run_dir: Path, quiet: bool = False, bar: Progress | None = None) -> R
     if record["status"] == "completed":
         raise ResultsError(f"{run_dir}: the run has completed; there is nothing to resume")
     settings = {k: v for k, v in record["config"].items() if v is not None}  # None: the default
-    cfg = config.resolve([config.Layer(settings, f"metrics.json of {run_dir}")])
+    cfg = resolve.resolve([config.Layer(settings, f"metrics.json of {run_dir}")])
     experiment = EXPERIMENTS[cfg.experiment]
     if not experiment.resumable:
         raise ResultsError(f"{run_dir}: a {cfg.experiment} run is one compiled program with no checkpoints; run it again")
@@ -132,4 +133,4 @@ def _sigterm_as_keyboard_interrupt() -> Iterator[list]:
 def run_file(path: Path, results_root: Path, quiet: bool = True) -> RunOutcome:
     """Run one experiment file into a new folder under `results_root`."""
     layers = [config.read_toml(path), config.Layer({"out": str(results_root)}, "flag")]
-    return run(config.resolve(layers), quiet=quiet)
+    return run(resolve.resolve(layers), quiet=quiet)

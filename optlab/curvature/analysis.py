@@ -2,21 +2,21 @@
 
 The exact Hessian is for small problems (it is n × n); `jax.hessian` forms it from
 forward-over-reverse differentiation of the loss. For networks, `hessian_spectrum` uses
-only Hessian-vector products (optlab.hvp): Lanczos for the extreme eigenvalues, Hutchinson
+only Hessian-vector products (optlab.curvature.hvp): Lanczos for the extreme eigenvalues, Hutchinson
 for the trace, stochastic Lanczos quadrature for the density.
 """
 
 from __future__ import annotations
 
 import itertools
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from optlab import hvp, lanczos, spectrum
+from optlab.curvature import hvp, lanczos, spectrum
 
 GRAD_TOL = 1e-6  # a point with a smaller gradient norm counts as critical
 EIG_TOL = 1e-9  # eigenvalues smaller than this in magnitude count as zero

@@ -17,15 +17,16 @@ import os
 import re
 import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NamedTuple, Sequence
+from typing import Any, NamedTuple
 from urllib.parse import quote
 
 import numpy as np
 
-from optlab.compare import RUN_SPECIFIC_KEYS, Row, Run, Skipped
-from optlab.tables import markdown_table, table_cells
 from optlab.errors import ConfigError
+from optlab.reporting.compare import RUN_SPECIFIC_KEYS, Row, Run, Skipped
+from optlab.reporting.tables import markdown_table, table_cells
 from optlab.results import write_atomic
 
 _MIME = {".png": "image/png", ".svg": "image/svg+xml", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}

@@ -23,7 +23,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from optlab.hvp import MatVec, as_partial
+from optlab.curvature.hvp import MatVec, as_partial
 
 BREAKDOWN = 1e-10  # β below this × |α| scale: the Krylov space is invariant
 

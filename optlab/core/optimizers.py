@@ -14,15 +14,15 @@ the learning rate can follow a schedule.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Callable, Mapping
 
 import jax
 import optax
 
+from optlab.core import second_order
 from optlab.errors import ConfigError
 from optlab.registry import Registry
-from optlab import second_order
 
 
 @dataclass(frozen=True)

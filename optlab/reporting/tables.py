@@ -9,14 +9,24 @@ from __future__ import annotations
 import csv
 import io
 import json
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from rich import box
 from rich.markup import escape
 from rich.table import Table
 
 from optlab.errors import ConfigError
-from optlab.compare import BY_NAME, COLUMNS, DISPLAY, FORMATS, RUN_SPECIFIC_KEYS, Row, Stat, _fmt_num
+from optlab.reporting.compare import (
+    BY_NAME,
+    COLUMNS,
+    DISPLAY,
+    FORMATS,
+    RUN_SPECIFIC_KEYS,
+    Row,
+    Stat,
+    _fmt_num,
+)
 
 
 def headers(grouped: bool) -> list[str]:

@@ -28,8 +28,9 @@ backward pass and all-reduces the gradient.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import jax
 import numpy as np
@@ -88,7 +89,7 @@ class Lanes:
     mesh: Mesh
 
     @classmethod
-    def over(cls, n: int, devices: Sequence[jax.Device] | None = None) -> "Lanes":
+    def over(cls, n: int, devices: Sequence[jax.Device] | None = None) -> Lanes:
         devices = list(jax.devices() if devices is None else devices)
         return cls(n, Mesh(np.array(devices), (AXIS,)))
 
@@ -129,7 +130,7 @@ class DataParallel:
     mesh: Mesh
 
     @classmethod
-    def over(cls, devices: Sequence[jax.Device] | None = None) -> "DataParallel":
+    def over(cls, devices: Sequence[jax.Device] | None = None) -> DataParallel:
         devices = list(jax.devices() if devices is None else devices)
         return cls(Mesh(np.array(devices), (DATA_AXIS,)))
 

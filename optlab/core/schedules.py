@@ -6,7 +6,8 @@ schedule (total steps, fractions) is static. All schedules start at `lr` at step
 
 from __future__ import annotations
 
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 import jax.numpy as jnp
 import optax

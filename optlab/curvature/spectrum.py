@@ -20,8 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from optlab.hvp import MatVec, as_partial
-from optlab.lanczos import lanczos, ritz
+from optlab.curvature.hvp import MatVec, as_partial
+from optlab.curvature.lanczos import lanczos, ritz
 
 
 # Module-level jitted programs: compiled once per operator structure and order, then reused by

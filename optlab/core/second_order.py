@@ -5,8 +5,8 @@ argument `value_fn` (a function params -> scalar loss on the current batch), as 
 own line searches do.
 
 - `newton` and `saddle_free_newton` form the dense Hessian, so they are for small problems
-  only; `optlab.optimizers` refuses them on large ones before anything runs.
-- `hessian_free` only ever multiplies by the Hessian (optlab.hvp), so it runs on networks.
+  only; `optlab.core.optimizers` refuses them on large ones before anything runs.
+- `hessian_free` only ever multiplies by the Hessian (optlab.curvature.hvp), so it runs on networks.
 
 Hyperparameters arrive as arrays (optax.inject_hyperparams), so switches such as the line
 search are traced booleans, used inside the program rather than in Python `if`s.
@@ -14,14 +14,15 @@ search are traced booleans, used inside the program rather than in Python `if`s.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 from jax.flatten_util import ravel_pytree
 
-from optlab.hvp import hessian_operator
+from optlab.curvature.hvp import hessian_operator
 
 ARMIJO = 1e-4  # sufficient decrease: accept t when C(θ + t d) ≤ C(θ) + ARMIJO · t · gᵀd
 MAX_BACKTRACKS = 30  # halvings: t reaches η · 2⁻³⁰ before the line search gives up

@@ -1,6 +1,6 @@
 """The image datasets (MNIST, Fashion-MNIST): where their files are, fetching them, loading them.
 
-Each dataset is four IDX files (see optlab.idx), gzip-compressed (`NAME.gz`) or raw (`NAME`):
+Each dataset is four IDX files (see optlab.data.idx), gzip-compressed (`NAME.gz`) or raw (`NAME`):
 
     train-images-idx3-ubyte   uint8 (60000, 28, 28)     train-labels-idx1-ubyte   uint8 (60000,)
     t10k-images-idx3-ubyte    uint8 (10000, 28, 28)     t10k-labels-idx1-ubyte    uint8 (10000,)
@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from optlab.data.idx import read_idx
 from optlab.errors import ConfigError, DataError
-from optlab.idx import read_idx
 from optlab.registry import Registry
 
 ENV_VAR = "OPTLAB_DATA"

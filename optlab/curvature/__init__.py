@@ -1,0 +1,1 @@
+"""Curvature: Hessian-vector products, Lanczos, spectra, and the analyses built on them."""

@@ -1,0 +1,64 @@
+"""Layers of raw settings -> one validated RunConfig, with the experiment's own rules applied.
+
+Settings come in layers, later ones winning:
+    the field defaults < the experiment's defaults < a TOML file < `--set key=value` < flags.
+This is the step that needs the registries (experiments, optimizers, schedules), which is why
+it lives here and not in `optlab.config`: config stays a leaf that every layer may import.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from optlab import config
+from optlab.config import FIELDS, Layer, RunConfig, applicable
+from optlab.errors import ConfigError
+
+
+def resolve(layers: Iterable[Layer]) -> RunConfig:
+    """Merge layers over the defaults, parse every value, and check names and applicability."""
+    from optlab.core.optimizers import OPTIMIZERS
+    from optlab.core.schedules import SCHEDULES
+    from optlab.experiments import EXPERIMENTS
+
+    layers = list(layers)
+    given: dict[str, tuple[Any, Layer]] = {}
+    for layer in layers:
+        for key, raw in layer.values.items():
+            if key not in FIELDS:
+                raise ConfigError(f"{layer.label(key)}: unknown setting {config.suggest(key, FIELDS)}")
+            given[key] = (raw, layer)
+    experiment_name = _parse("experiment", *given["experiment"], config.name) if "experiment" in given else RunConfig.experiment
+    experiment = EXPERIMENTS[experiment_name]
+    settings = applicable(experiment)
+    for key, (_, layer) in given.items():
+        if key not in settings:
+            raise ConfigError(
+                f"{layer.label(key)} does not apply to experiment {experiment_name!r} "
+                f"(its own settings: {', '.join(experiment.fields)})"
+            )
+    values = {key: _parse(key, raw, layer, experiment.parsers.get(key)) for key, (raw, layer) in given.items()}
+    merged = {**experiment.defaults, **values}
+    OPTIMIZERS.entry(merged.get("optimizer", RunConfig.optimizer))
+    SCHEDULES.entry(merged.get("lr_schedule", RunConfig.lr_schedule))
+    experiment.check(merged)
+    if merged.get("lr") is None:
+        optimizer = merged.get("optimizer", RunConfig.optimizer)
+        merged["lr"] = experiment.default_lrs.get(optimizer, OPTIMIZERS[optimizer].default_lr)
+    return RunConfig(**merged)
+
+
+def _parse(key: str, raw: Any, layer: Layer, parser: Callable[[Any], Any] | None = None) -> Any:
+    try:
+        return (parser or FIELDS[key].metadata["parse"])(raw)
+    except ValueError as e:
+        shown = raw if isinstance(raw, str) else repr(raw)
+        raise ConfigError(f"{layer.label(key)} {e}, got {shown!r}") from None
+
+
+def relevant(cfg: RunConfig) -> dict[str, Any]:
+    """The settings that apply to this run's experiment: what metrics.json records."""
+    from optlab.experiments import EXPERIMENTS
+
+    return cfg.to_dict(applicable(EXPERIMENTS[cfg.experiment]))

@@ -1,0 +1,28 @@
+"""`optlab sweep`: a grid of configurations trained as few compiled programs as possible.
+
+    optlab sweep mnist --opt adam --lr 1e-4,3e-4,1e-3 --seed 0..4
+
+Each setting takes a list ("1e-4,3e-4"; an integer range "0..4" is 0,1,2,3,4; list-valued
+settings such as --hidden separate their alternatives with ";": "32;225,225"), or the same
+under a `[sweep]` table of an experiment file. Every combination is one configuration, resolved
+and validated like `optlab run` would. Configurations that differ only in array-valued
+settings (ARRAY_KEYS: learning rate, momentum, noise, weight decay, init scale, seed) form a
+group: one program, `jax.vmap` of the single run's own step functions over the configuration
+axis, sharded over every device (optlab.core.devices). Anything else (optimizer, hidden sizes,
+batch size, schedule, …) and whether each noise/decay term is present at all (a static branch,
+as in a single run) splits the grid into groups. A group too large for memory runs in chunks.
+
+Results: OUT/SWEEP_ID/RUN_ID/metrics.json per configuration, exactly as `optlab run` writes it
+plus `sweep_id` (so `optlab compare OUT/SWEEP_ID` works), and OUT/SWEEP_ID/summary.{csv,json},
+heatmap.png, and with --best METRIC, best.toml (runnable with `optlab run best.toml`): those
+are optlab.sweep.summary's.
+
+Modules: grid (the settings' alternatives and every configuration), plan (groups into compiled
+programs and memory-sized chunks), execute (folders, training, summaries), summary (the sweep's
+summary files, heat-map and best configuration).
+"""
+
+from optlab.sweep.execute import Outcome, run
+from optlab.sweep.grid import Sweep, build
+
+__all__ = ["Outcome", "Sweep", "build", "run"]
