@@ -62,13 +62,36 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
         if any(v is None for v in explicit):
             raise ConfigError("--coordinator, --num-processes and --process-id go together: give all three")
         if not 0 <= process_id < num_processes:
-            raise ConfigError(f"--process-id {process_id} must be from 0 to {num_processes - 1} (--num-processes {num_processes})")
-        jax.distributed.initialize(coordinator, num_processes, process_id)
+            raise ConfigError(f"--process-id {process_id} must be from 0 to {num_processes - 1} "
+                              f"(--num-processes {num_processes})")
+        _join(coordinator, num_processes, process_id)
         return True
     if cluster_detected():
-        jax.distributed.initialize()  # JAX reads the coordinator, count and rank from the environment
+        _join()  # JAX reads the coordinator, count and rank from the environment
         return True
     return False
+
+
+def _join(*args: Any) -> None:
+    """jax.distributed.initialize, then one barrier so that every process has connected.
+
+    The CPU backend's collectives (gloo) print a line on file descriptor 1 when they connect;
+    stdout belongs to optlab's results (its last line is the folder), so that line is sent to
+    stderr by pointing descriptor 1 there for the duration.
+    """
+    import sys
+
+    from jax.experimental import multihost_utils
+
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        jax.distributed.initialize(*args)
+        multihost_utils.sync_global_devices("optlab: every process has joined")
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def is_writer() -> bool:
@@ -155,11 +178,18 @@ class DataParallel:
 def to_host(tree: Any) -> Any:
     """A pytree of (possibly multi-host) arrays as numpy, on every process (PRNG keys as their key data)."""
     tree = jax.tree.map(lambda a: jax.random.key_data(a) if _is_key(a) else a, tree)
-    if jax.process_count() > 1:
+    return jax.tree.map(_gathered, tree)
+
+
+def _gathered(a: Any) -> np.ndarray:
+    """One leaf on the host. A global array spanning several processes is gathered from all of
+    them; anything this process holds whole (host values, single-process arrays) is read as it
+    is — gathering those would stack every process's own copy along a new axis."""
+    if isinstance(a, jax.Array) and not a.is_fully_addressable:
         from jax.experimental import multihost_utils
 
-        return multihost_utils.process_allgather(tree, tiled=True)
-    return jax.tree.map(np.asarray, jax.device_get(tree))
+        return np.asarray(multihost_utils.process_allgather(a, tiled=True))
+    return np.asarray(jax.device_get(a))
 
 
 def _is_key(a: Any) -> bool:
