@@ -34,7 +34,8 @@ def test_tiny_run_gets_its_exact_hessian_and_critical_points(tmp_path):
     np.testing.assert_allclose(hessian["bottom_eigenvalues"], [0.16, 5.84], atol=1e-9)  # at the minimum
     assert hessian["trace"] == pytest.approx(6.0) and hessian["negative_fraction"] == 0.0
     assert [p["kind"] for p in hessian["critical_points"]] == ["minimum", "saddle", "minimum"]
-    assert {k: v for k, v in record["analysis"].items() if k != "hessian"} == before["analysis"]  # keys added, none lost
+    # keys added, none lost
+    assert {k: v for k, v in record["analysis"].items() if k != "hessian"} == before["analysis"]
     assert record["figures"]["spectral_density"] == "spectral_density.png"
     assert (run / "spectral_density.png").read_bytes()[:4] == b"\x89PNG"
 
@@ -58,8 +59,8 @@ def test_network_run_lanczos_matches_the_dense_hessian(tmp_path, monkeypatch):
 
     d = load("mnist", data)
     batch = jnp.asarray(d.train_images[:100]), jnp.asarray(d.train_labels[:100])
-    op = hvp.hessian_operator(lambda p: mlp.loss(p, batch, jax.random.key(0)), params)
-    dense = np.linalg.eigvalsh(np.asarray(hvp.dense(op), np.float64))
+    dense = np.linalg.eigvalsh(np.asarray(hvp.dense_hessian(lambda p: mlp.loss(p, batch, jax.random.key(0)), params),
+                                          np.float64))
     assert hessian["lambda_max"] == pytest.approx(dense[-1], rel=1e-3)  # float32 products: 1e-3, not 1e-4
     assert hessian["lambda_min"] == pytest.approx(dense[0], rel=1e-2, abs=1e-4 * dense[-1])
     assert len(hessian["layer_lambda_max"]) == 2 and max(hessian["layer_lambda_max"]) <= hessian["lambda_max"] * 1.001

@@ -98,6 +98,50 @@ def test_line_search_halves_until_the_loss_decreases(x64):
     assert losses[-1] == pytest.approx(tiny.MINIMUM_LOSS, abs=1e-12)
 
 
+def armijo_by_hand(w, direction, eta=1.0, halvings=30):
+    """The first t of η, η/2, …, η 2⁻³⁰ with C(w + t d) ≤ C(w) + 10⁻⁴ t gᵀd, else η 2⁻³⁰."""
+    f0, slope, t = float(tiny.loss(jnp.asarray(w))), grad(w) @ direction, eta
+    for _ in range(halvings):
+        if float(tiny.loss(jnp.asarray(w + t * direction))) <= f0 + 1e-4 * t * slope:
+            break
+        t /= 2
+    return t
+
+
+def test_every_line_search_starts_again_from_eta(x64):
+    """Halving from the full step at every step, not from the step the last search accepted."""
+    w, path, ts = np.array([0.5, 1.5]), [np.array([0.5, 1.5])], []
+    for _ in range(4):
+        direction = -np.linalg.solve(hessian(w), grad(w))
+        ts.append(armijo_by_hand(w, direction))
+        w = w + ts[-1] * direction
+        path.append(w)
+    assert ts == [0.5, 0.25, 1.0, 1.0]  # a search starting from 0.25 at step 3 would accept 0.25
+    points, _ = tiny_run("newton", start="0.5,1.5", steps=4, line_search="true")
+    np.testing.assert_allclose(points, path, rtol=1e-12)
+
+
+def test_line_search_gives_up_after_30_halvings_on_an_uphill_direction(x64):
+    w = np.array([0.3, 0.25])  # H indefinite: Newton's direction climbs, gᵀd > 0, so no t passes Armijo
+    direction = -np.linalg.solve(hessian(w), grad(w))
+    assert grad(w) @ direction > 0
+    assert armijo_by_hand(w, direction) == 2.0**-30
+    np.testing.assert_allclose(one_step(second_order.newton(1.0, 0.0, True), w), 2.0**-30 * direction, rtol=1e-12)
+
+
+def test_line_search_takes_no_step_when_every_trial_loss_is_nan(x64):
+    """optax's rule: when even the last trial's loss is NaN the step is 0 (not η 2⁻³⁰ d into NaN)."""
+    w = jnp.asarray([0.5, 1.5])
+
+    def loss(p):  # C at w itself (so g and H are C's), NaN at every other point
+        return jnp.where(jnp.all(p == w), tiny.loss(p), jnp.nan)
+
+    for tx, expected in [(second_order.newton(1.0, 0.0, True), np.zeros(2)),
+                         (second_order.newton(1.0, 0.0, False), -np.linalg.solve(hessian(w), grad(w)))]:
+        updates, _ = tx.update(jax.grad(loss)(w), tx.init(w), w, value_fn=loss)
+        np.testing.assert_allclose(np.asarray(updates), expected, rtol=1e-12, atol=0)
+
+
 def test_the_saddle_free_experiment_file_ends_at_a_minimum(tmp_path):
     outcome = runner.run_file(EXPERIMENTS / "tiny-saddle-free-newton.toml", tmp_path)
     assert outcome.record["analysis"]["critical_point"] == "minimum"
@@ -147,8 +191,9 @@ def test_non_positive_damping_is_one_line_exit_2(tmp_path, value):
 
 
 def test_a_tiny_run_with_damping_takes_the_damped_first_step(tmp_path):
-    outcome = runner.run(resolve.resolve([config.Layer({"experiment": "tiny", "optimizer": "newton", "damping": "0.5",
-                                                       "steps": "1", "run_dir": str(tmp_path / "run")}, "flag")]), quiet=True)
+    settings = {"experiment": "tiny", "optimizer": "newton", "damping": "0.5", "steps": "1",
+                "run_dir": str(tmp_path / "run")}
+    outcome = runner.run(resolve.resolve([config.Layer(settings, "flag")]), quiet=True)
     w = np.array([0.5, 1.5])
     expected = w - np.linalg.solve(hessian(w) + 0.5 * np.eye(2), grad(w))
     np.testing.assert_allclose(outcome.record["history"]["params"][1], expected, rtol=1e-12)

@@ -1,7 +1,7 @@
 """Pure functions of (loss, params): curvature and the kind of critical point.
 
-The exact Hessian is for small problems (it is n × n); `jax.hessian` forms it from
-forward-over-reverse differentiation of the loss. For networks, `hessian_spectrum` uses
+The exact Hessian is for small problems (it is n × n); `hvp.dense_hessian` forms it with
+`jax.hessian` and each analysis diagonalises it once. For networks, `hessian_spectrum` uses
 only Hessian-vector products (optlab.curvature.hvp): Lanczos for the extreme eigenvalues, Hutchinson
 for the trace, stochastic Lanczos quadrature for the density.
 """
@@ -23,15 +23,14 @@ EIG_TOL = 1e-9  # eigenvalues smaller than this in magnitude count as zero
 
 
 def gradient_norm(loss: Callable, params) -> float:
+    """‖∇C(θ)‖₂ over all parameters."""
     grad, _ = ravel_pytree(jax.grad(loss)(params))
     return float(jnp.linalg.norm(grad))
 
 
 def hessian_eigenvalues(loss: Callable, params) -> np.ndarray:
-    """The exact Hessian's eigenvalues, ascending."""
-    flat, unravel = ravel_pytree(params)
-    hessian = jax.hessian(lambda x: loss(unravel(x)))(flat)
-    return np.asarray(jnp.linalg.eigvalsh(hessian))
+    """The exact Hessian's eigenvalues λ₁ ≤ … ≤ λ_n, ascending."""
+    return np.asarray(jnp.linalg.eigvalsh(hvp.dense_hessian(loss, params)))
 
 
 def classify(grad_norm: float, eigenvalues: np.ndarray) -> str:
@@ -71,12 +70,11 @@ def find_critical_points(
     is exactly what is wanted here; duplicates are merged.
     """
     grad = jax.grad(loss)
-    hess = jax.hessian(loss)
 
     @jax.jit
     def solve(x):
         def body(x, _):
-            step = jnp.linalg.lstsq(hess(x), grad(x))[0]
+            step = jnp.linalg.lstsq(hvp.dense_hessian(loss, x), grad(x))[0]
             return x - step, None
 
         return jax.lax.scan(body, x, None, length=iterations)[0]
@@ -100,13 +98,16 @@ EXACT_LIMIT = 1500  # up to this many parameters the Hessian is formed and diago
 LAYER_ORDER = 40  # Lanczos steps for each layer's top eigenvalue: the top one converges first
 
 
-def _extremes(op, k: int, key, order: int | None) -> tuple[np.ndarray, np.ndarray, str]:
-    """Bottom-k ascending, top-k descending, and how they were found."""
+def _extremes(loss: Callable, params, k: int, key, order: int | None
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Bottom-k ascending, top-k descending, and every eigenvalue when the Hessian was formed
+    and diagonalised (once) because n ≤ EXACT_LIMIT, else None (Lanczos)."""
+    op = hvp.hessian_operator(loss, params)
     if op.n <= EXACT_LIMIT:
-        values = np.asarray(jnp.linalg.eigvalsh(hvp.dense(op)))
-        return values[:k], values[::-1][:k], "exact"
+        values = np.asarray(jnp.linalg.eigvalsh(hvp.dense_hessian(loss, params)), np.float64)
+        return values[:k], values[::-1][:k], values
     bottom, top = lanczos.extreme_eigenvalues(op.matvec, op.n, k, key, op.dtype, order)
-    return np.asarray(bottom), np.asarray(top), "lanczos"
+    return np.asarray(bottom), np.asarray(top), None
 
 
 def hessian_spectrum(loss: Callable, params, *, k: int = 20, probes: int = 10, order: int | None = None,
@@ -121,12 +122,13 @@ def hessian_spectrum(loss: Callable, params, *, k: int = 20, probes: int = 10, o
     if not 1 <= k <= op.n:
         raise ValueError(f"asked for {k} eigenvalues but the problem has {op.n} parameters")
     keys = jax.random.split(jax.random.key(seed), 4)
-    bottom, top, method = _extremes(op, k, keys[0], order)
-    if method == "exact":
-        values = np.asarray(jnp.linalg.eigvalsh(hvp.dense(op)), np.float64)
+    bottom, top, values = _extremes(loss, params, k, keys[0], order)
+    if values is not None:
+        method = "exact"
         q = spectrum.Quadrature(values[None], np.full((1, op.n), 1.0 / op.n))
         trace, trace_stderr = float(values.sum()), 0.0
     else:
+        method = "lanczos"
         slq_order = order or lanczos.default_order(op.n, k)
         q = spectrum.slq(op.matvec, op.n, slq_order, probes, keys[1], op.dtype)
         trace, trace_stderr = spectrum.hutchinson_trace(op.matvec, op.n, max(probes, 2), keys[2], op.dtype)
@@ -152,8 +154,8 @@ def hessian_spectrum(loss: Callable, params, *, k: int = 20, probes: int = 10, o
     }
     if isinstance(params, (list, tuple)) and len(params) > 1:
         report["layer_lambda_max"] = [
-            float(_extremes(block, 1, jax.random.fold_in(keys[3], i), LAYER_ORDER)[1][0])
-            for i, block in enumerate(hvp.block_operators(loss, params))
+            float(_extremes(block, params[i], 1, jax.random.fold_in(keys[3], i), LAYER_ORDER)[1][0])
+            for i, block in enumerate(hvp.block_losses(loss, params))
         ]
     return report
 

@@ -19,6 +19,8 @@ conjugate gradient can treat the operator as a plain function R^n -> R^n. The ma
 into a jitted Lanczos as arguments, they stay inputs of the program. A plain closure would bake
 the network and the data subset into the program as constants, which XLA then spends seconds
 constant-folding at every compile.
+
+`dense_hessian` is the one place where the n × n Hessian itself is formed, for small problems.
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ from functools import lru_cache, partial
 from typing import Any, NamedTuple
 
 import jax
-import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 from jax.tree_util import Partial
 
@@ -36,21 +37,28 @@ MatVec = Callable[[jax.Array], jax.Array]
 
 
 class Operator(NamedTuple):
-    """A symmetric linear operator on R^n given by its action; `unravel` maps back to the pytree."""
+    """A symmetric linear operator on R^n given by its action v ↦ A v on flat vectors."""
 
     matvec: MatVec
     n: int
     dtype: Any
-    unravel: Callable[[jax.Array], Any]
 
 
 def hvp(loss: Callable[[Any], jax.Array], params: Any, v: Any) -> Any:
-    """H v for H = ∇²C(params), with v a pytree shaped like params."""
+    """H v = d/dε ∇C(θ + ε v)|ε=0 for H = ∇²C(θ), C = `loss`, θ = `params`, v a pytree shaped like θ.
+
+    `jax.jvp` of `jax.grad` (forward-over-reverse); the result is shaped like θ.
+    """
     return jax.jvp(jax.grad(loss), (params,), (v,))[1]
 
 
-def ggn_vp(model: Callable[[Any], jax.Array], output_loss: Callable[[jax.Array], jax.Array], params: Any, v: Any) -> Any:
-    """G v = Jᵀ ∇²L(z) J v for C(θ) = L(f(θ)), f = `model`, L = `output_loss`."""
+def ggn_vp(model: Callable[[Any], jax.Array], output_loss: Callable[[jax.Array], jax.Array], params: Any,
+           v: Any) -> Any:
+    """G v = Jᵀ ∇²L(z) J v for C(θ) = L(f(θ)): f = `model`, L = `output_loss`, z = f(θ), J = ∂f/∂θ.
+
+    J v by `jax.jvp` of f, ∇²L(z) (J v) by `jax.jvp` of `jax.grad` L, Jᵀ(·) by `jax.vjp` of f;
+    v and the result are pytrees shaped like θ.
+    """
     z, jv = jax.jvp(model, (params,), (v,))
     hjv = jax.jvp(jax.grad(output_loss), (z,), (jv,))[1]
     _, vjp = jax.vjp(model, params)
@@ -63,7 +71,7 @@ def as_partial(f: Callable) -> Partial:
 
 
 def bind_data(loss: Callable, batch: Any, key: jax.Array) -> Partial:
-    """params -> loss(params, batch, key), holding `batch` and `key` as pytree leaves."""
+    """θ ↦ loss(θ, batch, key), holding `batch` and `key` as pytree leaves."""
     return Partial(_on_data(loss), batch, key)
 
 
@@ -84,33 +92,40 @@ def _hessian_matvec(loss, params, v):
 
 
 def hessian_operator(loss: Callable[[Any], jax.Array], params: Any) -> Operator:
-    """The Hessian of `loss` at `params` as a flat matvec."""
+    """v ↦ H v, H = ∇²C(θ) of C = `loss` at θ = `params`, on flat vectors v ∈ R^n (`hvp`)."""
+    flat, _ = ravel_pytree(params)
+    return Operator(Partial(_hessian_matvec, as_partial(loss), params), flat.size, flat.dtype)
+
+
+def _ggn_matvec(model, output_loss, params, v):
     flat, unravel = ravel_pytree(params)
-    return Operator(Partial(_hessian_matvec, as_partial(loss), params), flat.size, flat.dtype, unravel)
+    return ravel_pytree(ggn_vp(model, output_loss, params, unravel(v.astype(flat.dtype))))[0]
 
 
-def ggn_operator(model: Callable, output_loss: Callable, params: Any) -> Operator:
-    """The generalised Gauss–Newton matrix of L∘f at `params` as a flat matvec."""
-    flat, unravel = ravel_pytree(params)
-
-    def matvec(v: jax.Array) -> jax.Array:
-        return ravel_pytree(ggn_vp(model, output_loss, params, unravel(v.astype(flat.dtype))))[0]
-
-    return Operator(matvec, flat.size, flat.dtype, unravel)
+def ggn_operator(model: Callable[[Any], jax.Array], output_loss: Callable[[jax.Array], jax.Array],
+                 params: Any) -> Operator:
+    """v ↦ G v, G = Jᵀ ∇²L(f(θ)) J the generalised Gauss–Newton matrix of L∘f at θ, on flat v (`ggn_vp`)."""
+    flat, _ = ravel_pytree(params)
+    return Operator(Partial(_ggn_matvec, as_partial(model), as_partial(output_loss), params), flat.size, flat.dtype)
 
 
 def _with_layer(index: int, loss, params, layer):
     return loss([layer if i == index else p for i, p in enumerate(params)])
 
 
-def block_operators(loss: Callable[[Any], jax.Array], params: list | tuple) -> list[Operator]:
-    """One Hessian operator per top-level entry of `params` (a network's layers): the diagonal
-    block ∂²C/∂θ_l² with every other layer held fixed, whose top eigenvalue is layer l's own
-    curvature."""
+def block_losses(loss: Callable[[Any], jax.Array], params: list | tuple) -> list[Partial]:
+    """For each top-level entry θ_l of `params` (a network's layers), θ_l ↦ C(θ) with every other
+    layer held fixed. Its Hessian is the diagonal block ∂²C/∂θ_l² of C's, whose top eigenvalue
+    is layer l's own curvature."""
     loss = as_partial(loss)
-    return [hessian_operator(Partial(partial(_with_layer, i), loss, list(params)), params[i]) for i in range(len(params))]
+    return [Partial(partial(_with_layer, i), loss, list(params)) for i in range(len(params))]
 
 
-def dense(op: Operator) -> jax.Array:
-    """The n × n matrix of `op`, column by column: for tests and tiny problems only."""
-    return jax.vmap(op.matvec, out_axes=1)(jnp.eye(op.n, dtype=op.dtype))
+def dense_hessian(loss: Callable[[Any], jax.Array], params: Any) -> jax.Array:
+    """H = ∇²C(θ) as an n × n matrix over the flat parameters: H_ij = ∂²C/∂θ_i∂θ_j, θ = ravel(`params`).
+
+    `jax.hessian` (forward-over-reverse) of C ∘ unravel; n² memory, so for small problems only:
+    Newton's methods, exact spectra up to `analysis.EXACT_LIMIT` parameters, and tests.
+    """
+    flat, unravel = ravel_pytree(params)
+    return jax.hessian(lambda x: loss(unravel(x)))(flat)
