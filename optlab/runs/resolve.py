@@ -51,7 +51,7 @@ def resolve(layers: Iterable[Layer]) -> RunConfig:
 
 def _parse(key: str, raw: Any, layer: Layer, parser: Callable[[Any], Any] | None = None) -> Any:
     try:
-        return (parser or FIELDS[key].metadata["parse"])(raw)
+        return (parser or config.SETTINGS[key].parse)(raw)
     except ValueError as e:
         shown = raw if isinstance(raw, str) else repr(raw)
         raise ConfigError(f"{layer.label(key)} {e}, got {shown!r}") from None
