@@ -24,9 +24,15 @@ from collections.abc import Callable
 from typing import Any
 
 import typer
+from typer.completion import completion_init
 from typer.core import TyperCommand, TyperOption
 
 from optlab import config
+
+# The app is built without Typer's --install-completion option, and Typer registers its shells only for
+# that option; registering them here makes `eval "$(_OPTLAB_COMPLETE=source_bash optlab)"` (or zsh, fish)
+# work, and with it the completion callbacks below. Costs nothing: typer.main has imported the module.
+completion_init()
 
 
 def with_settings(command: str) -> Callable[[Callable], Callable]:
