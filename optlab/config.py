@@ -4,6 +4,12 @@ Settings come in layers, later ones winning:
     the field defaults < the experiment's defaults < a TOML file < `--set key=value` < flags.
 Each raw value is parsed by its field's parser; a bad one raises ConfigError naming where
 it came from (`--lr`, `--set lr`, `lr in FILE.toml`) and what was wrong.
+
+A setting is declared once, by `setting(...)` on its RunConfig field (a `Setting`: parser, help,
+metavar, flag, how a sweep lists its alternatives, the commands that offer it, the registry its
+names come from). `optlab.cli.options` makes the options of `optlab run` and `optlab sweep` from
+these declarations, TOML keys and `--set` are the field names, and `optlab.sweep.grid` reads the
+sweep's rules from them: nothing else lists the settings.
 """
 
 from __future__ import annotations
@@ -13,11 +19,14 @@ import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import tomllib
 
 from optlab.errors import ConfigError
+
+if TYPE_CHECKING:
+    from optlab.registry import Registry
 
 # ---- parsers: raw value (str from the command line, or a TOML value) -> typed value -------
 
@@ -167,7 +176,7 @@ def setting(default: Any, parse: Callable[[Any], Any], help: str, metavar: str |
     return field(default=default, metadata={"setting": Setting(parse, help, metavar, **how)})
 
 
-def choices(spec: Setting):
+def choices(spec: Setting) -> Registry | None:
     """The Registry a setting's value is a name from, or None."""
     if spec.choices is None:
         return None
@@ -182,7 +191,8 @@ def choices(spec: Setting):
 
 @dataclass(frozen=True)
 class RunConfig:
-    """One run. Each field's metadata["setting"] (a Setting) is its whole declaration."""
+    """One run. Each field's metadata["setting"] (a Setting, made by `setting()`) is its whole declaration;
+    which experiments use it is theirs to say (Experiment.fields, see `applicable`)."""
 
     experiment: str = setting("tiny", name, "what to optimize", "EXPERIMENT", grid="fixed", commands=(),
                               choices="optlab.experiments:EXPERIMENTS")

@@ -12,7 +12,6 @@ from optlab import config
 from optlab.cli.app import app
 from optlab.cli.options import SettingsCommand, completer, with_settings
 from optlab.errors import ConfigError
-from optlab.runs import resolve, runner
 
 EXIT_DIVERGED = 1
 stdout = Console(highlight=False)
@@ -39,6 +38,8 @@ def run_command(
 
     The run folder's path is the last line printed on stdout.
     """
+    from optlab.runs import resolve, runner  # imports the experiments and JAX: only now that there is work
+
     flags = dict(settings or {})
     if resume is not None:
         if target is not None or flags or sets or config_file is not None:
