@@ -4,6 +4,12 @@ Settings come in layers, later ones winning:
     the field defaults < the experiment's defaults < a TOML file < `--set key=value` < flags.
 Each raw value is parsed by its field's parser; a bad one raises ConfigError naming where
 it came from (`--lr`, `--set lr`, `lr in FILE.toml`) and what was wrong.
+
+A setting is declared once, by `setting(...)` on its RunConfig field (a `Setting`: parser, help,
+metavar, flag, how a sweep lists its alternatives, the commands that offer it, the registry its
+names come from). `optlab.cli.options` makes the options of `optlab run` and `optlab sweep` from
+these declarations, TOML keys and `--set` are the field names, and `optlab.sweep.grid` reads the
+sweep's rules from them: nothing else lists the settings.
 """
 
 from __future__ import annotations
@@ -13,11 +19,14 @@ import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import tomllib
 
 from optlab.errors import ConfigError
+
+if TYPE_CHECKING:
+    from optlab.registry import Registry
 
 # ---- parsers: raw value (str from the command line, or a TOML value) -> typed value -------
 
@@ -87,14 +96,20 @@ def number_list(item: Callable[[Any], Any], length: int | None, wants: str) -> C
 
 
 def int_range(raw: Any, low: int, high: int) -> tuple[int, ...]:
-    """`5`, `2,5,10` or `2..20` (inclusive) -> a tuple of integers in [low, high]."""
+    """`5`, `2,5,10` or `2..20` (inclusive) -> a tuple of integers in [low, high].
+
+    A range's ends are checked before it is expanded: `1..10000000000` is refused at once.
+    """
     wants = f"integers from {low} to {high:,}: a list 2,5,10 or a range 2..20"
     text = ",".join(map(str, raw)) if isinstance(raw, (list, tuple)) else str(raw)
     first, dots, last = text.partition("..")
     try:
-        values = tuple(range(int(first), int(last) + 1)) if dots else tuple(_number(x, int) for x in text.split(","))
+        ends = (int(first), int(last)) if dots else None
+        values = () if dots else tuple(_number(x, int) for x in text.split(","))
     except (TypeError, ValueError):
         raise ValueError(f"must be {wants}") from None
+    if ends is not None and low <= ends[0] <= ends[1] <= high:
+        values = tuple(range(ends[0], ends[1] + 1))
     if not values or not all(low <= v <= high for v in values):
         raise ValueError(f"must be {wants}")
     return values
@@ -121,50 +136,113 @@ def boolean(raw: Any) -> bool:
     raise ValueError("must be true or false")
 
 
+# ---- the declaration of a setting ---------------------------------------------------------------
+
+GRID_KINDS = ("values", "ints", "lists", "fixed")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """How one RunConfig field is given: the one declaration its flags, TOML key, `--set` and help come from.
+
+    `grid` says how `optlab sweep` reads its alternatives: "values" a,b,c; "ints" also integer ranges
+    a..b; "lists" (a tuple-valued setting) alternatives separated by ";"; "fixed" one value per sweep.
+    `choices` names the Registry ("module:NAME", imported only when a list or completion is needed:
+    config stays a leaf) whose names the value is one of.
+    """
+
+    parse: Callable[[Any], Any]
+    help: str
+    metavar: str | None = None  # None: a switch (--data-parallel), given without a value
+    flag: str | None = None  # the option when it is not --field-name
+    grid: str = "values"
+    sweep_metavar: str | None = None  # when the one derived from metavar and grid does not read well
+    commands: tuple[str, ...] = ("run", "sweep")  # the commands that offer it as an option
+    choices: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.grid not in GRID_KINDS:
+            raise ValueError(f"grid must be one of {GRID_KINDS}, got {self.grid!r}")
+
+    def metavar_for(self, command: str) -> str | None:
+        """`FLOAT` for `optlab run`; for `optlab sweep` its alternatives: `FLOAT,…`, `INT,…|A..B`, `W1,W2;…`."""
+        if command != "sweep" or self.metavar is None or self.grid == "fixed":
+            return self.metavar
+        return self.sweep_metavar or self.metavar + {"values": ",…", "ints": ",…|A..B", "lists": ";…"}[self.grid]
+
+
+def setting(default: Any, parse: Callable[[Any], Any], help: str, metavar: str | None = None, **how: Any) -> Any:
+    """A RunConfig field with its Setting (see there for `how`: flag, grid, sweep_metavar, commands, choices)."""
+    return field(default=default, metadata={"setting": Setting(parse, help, metavar, **how)})
+
+
+def choices(spec: Setting) -> Registry | None:
+    """The Registry a setting's value is a name from, or None."""
+    if spec.choices is None:
+        return None
+    import importlib
+
+    module, _, attr = spec.choices.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
 # ---- the config -------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class RunConfig:
-    """One run. Field metadata: `parse` (raw -> value) and `help` (shown by `optlab run --help`)."""
+    """One run. Each field's metadata["setting"] (a Setting, made by `setting()`) is its whole declaration;
+    which experiments use it is theirs to say (Experiment.fields, see `applicable`)."""
 
-    experiment: str = field(default="tiny", metadata={"parse": name, "help": "what to optimize"})
-    optimizer: str = field(default="gd", metadata={"parse": name, "help": "optimizer name (optlab list)"})
-    lr: float | None = field(default=None, metadata={"parse": positive, "help": "step size η (default: per optimizer)"})
-    lr_schedule: str = field(default="constant", metadata={"parse": name, "help": "learning-rate schedule"})
-    anneal_fraction: float = field(default=0.5, metadata={"parse": fraction, "help": "anneal: part of the run spent decaying"})
-    lr_decay: float = field(default=0.1, metadata={"parse": open_fraction, "help": "step/exponential/inverse-time: final factor"})
-    momentum: float = field(default=0.9, metadata={"parse": unit_interval, "help": "momentum α of momentum/nesterov"})
-    seed: int = field(default=0, metadata={"parse": seed_int, "help": "random seed"})
-    grad_noise: float = field(default=0.0, metadata={"parse": non_negative, "help": "σ of N(0, σ²) noise added to gradients"})
+    experiment: str = setting("tiny", name, "what to optimize", "EXPERIMENT", grid="fixed", commands=(),
+                              choices="optlab.experiments:EXPERIMENTS")
+    optimizer: str = setting("gd", name, "optimizer", "NAME", flag="--opt", choices="optlab.core.optimizers:OPTIMIZERS")
+    lr: float | None = setting(None, positive, "step size η (default: per optimizer and experiment)", "FLOAT")
+    lr_schedule: str = setting("constant", name, "learning-rate schedule", "NAME",
+                               choices="optlab.core.schedules:SCHEDULES")
+    anneal_fraction: float = setting(0.5, fraction, "anneal: the part of the run spent decaying", "FRACTION")
+    lr_decay: float = setting(0.1, open_fraction, "step, exponential, inverse-time: η's final factor", "FACTOR")
+    momentum: float = setting(0.9, unit_interval, "momentum α of momentum and nesterov", "FLOAT")
+    seed: int = setting(0, seed_int, "random seed", "INT", grid="ints")
+    grad_noise: float = setting(0.0, non_negative, "σ of N(0, σ²) noise added to every gradient", "SIGMA")
     # second-order optimizers
-    damping: float | None = field(default=None, metadata={"parse": optional_positive, "help": "λ in H + λI: newton/saddle-free (default none), hessian-free's initial λ (default 1)"})
-    line_search: bool = field(default=False, metadata={"parse": boolean, "help": "newton/saddle-free: backtrack η, η/2, … until C decreases (Armijo)"})
-    cg_iters: int = field(default=10, metadata={"parse": count(10_000), "help": "hessian-free: conjugate-gradient steps per update"})
+    damping: float | None = setting(
+        None, optional_positive, "λ in H + λI: newton, saddle-free-newton (default: none); "
+        "hessian-free's initial λ (default: 1)", "λ")
+    line_search: bool = setting(False, boolean, "newton, saddle-free-newton: halve η until the loss decreases (Armijo)")
+    cg_iters: int = setting(10, count(10_000), "hessian-free: conjugate-gradient steps per update", "INT", grid="ints")
     # the tiny 2-weight problem
-    steps: int = field(default=100, metadata={"parse": count(100_000), "help": "number of updates"})
-    start: tuple[float, float] = field(default=(0.5, 1.5), metadata={"parse": start_point, "help": "starting point W1,W2"})
+    steps: int = setting(100, count(100_000), "number of updates", "INT", grid="ints")
+    start: tuple[float, float] = setting((0.5, 1.5), start_point, "starting point W1,W2", "W1,W2", grid="lists")
     # networks trained on a dataset
-    epochs: int = field(default=50, metadata={"parse": count(100_000), "help": "passes over the training set"})
-    batch_size: int = field(default=100, metadata={"parse": count(10_000_000), "help": "minibatch size"})
-    hidden: tuple[int, ...] = field(default=(225, 225), metadata={"parse": layer_sizes, "help": "hidden layer widths"})
-    init: str = field(default="he", metadata={"parse": name, "help": "weight initialisation"})
-    init_scale: float = field(default=1.0, metadata={"parse": positive, "help": "multiplies the init's standard deviation"})
-    input_noise: float = field(default=0.0, metadata={"parse": non_negative, "help": "σ of Gaussian noise added to inputs in training"})
-    dropout: float = field(default=0.0, metadata={"parse": unit_interval, "help": "dropout probability on hidden units"})
-    weight_decay: float = field(default=0.0, metadata={"parse": non_negative, "help": "L2 penalty (λ/2)‖W‖² on the weights"})
-    target_error: float = field(default=0.012, metadata={"parse": fraction, "help": "test error for time_to_target_s"})
-    train_subset: int | None = field(default=None, metadata={"parse": count(10_000_000), "help": "train on the first N images only"})
-    data_parallel: bool = field(default=False, metadata={"parse": boolean, "help": "split each minibatch over all devices (gradients all-reduced by XLA)"})
-    checkpoint_every: int | None = field(default=None, metadata={"parse": count(100_000), "help": "save a checkpoint every N epochs (default: whenever 5 s have passed)"})
-    analyze: tuple[int, ...] | None = field(default=None, metadata={"parse": number_list(count(100_000), None, "comma-separated epochs (e.g. --analyze 1,10,50)"), "help": "Hessian spectrum after these epochs"})
-    data_dir: str | None = field(default=None, metadata={"parse": optional_path, "help": "folder with the dataset files"})
+    epochs: int = setting(50, count(100_000), "passes over the training set", "INT", grid="ints")
+    batch_size: int = setting(100, count(10_000_000), "minibatch size", "INT", grid="ints")
+    hidden: tuple[int, ...] = setting((225, 225), layer_sizes, "hidden layer widths", "N,N,…", grid="lists",
+                                      sweep_metavar="N,N;…")
+    init: str = setting("he", name, "weight initialisation", "NAME", choices="optlab.problems.inits:INITS")
+    init_scale: float = setting(1.0, positive, "multiplies the init's standard deviation", "FLOAT")
+    input_noise: float = setting(0.0, non_negative, "σ of Gaussian noise added to the inputs in training", "SIGMA")
+    dropout: float = setting(0.0, unit_interval, "dropout probability on hidden units", "P")
+    weight_decay: float = setting(0.0, non_negative, "L2 penalty (λ/2)‖W‖² on the weights", "FLOAT")
+    target_error: float = setting(0.012, fraction, "test error for time_to_target_s", "FRACTION")
+    train_subset: int | None = setting(None, count(10_000_000), "train on the first N images only", "N", grid="ints")
+    data_parallel: bool = setting(False, boolean, "split each minibatch over all devices (gradients all-reduced by "
+                                  "XLA); the batch size must divide evenly", commands=("run",))
+    checkpoint_every: int | None = setting(None, count(100_000), "checkpoint every N epochs (default: whenever 5 s "
+                                           "have passed)", "N", commands=("run",))
+    analyze: tuple[int, ...] | None = setting(
+        None, number_list(count(100_000), None, "comma-separated epochs (e.g. --analyze 1,10,50)"),
+        "Hessian spectrum (Lanczos) after these epochs, e.g. 1,10,50", "EPOCHS", grid="lists", commands=("run",))
+    data_dir: str | None = setting(None, optional_path, "folder holding the dataset files", "DIR", grid="fixed")
     # the signals experiment (its --init and --init-scale take lists)
-    depth: tuple[int, ...] = field(default=(2, 5, 10, 20), metadata={"parse": lambda raw: int_range(raw, 1, 1000), "help": "signals: network depths, a list or a range A..B"})
-    width: int = field(default=256, metadata={"parse": count(100_000), "help": "signals: width of every hidden layer"})
+    depth: tuple[int, ...] = setting((2, 5, 10, 20), lambda raw: int_range(raw, 1, 1000),
+                                     "network depths, a list or a range A..B", "N|A..B", grid="lists")
+    width: int = setting(256, count(100_000), "width of every hidden layer", "INT", grid="ints")
     # where results go
-    out: str = field(default="results", metadata={"parse": name, "help": "results root folder"})
-    run_dir: str | None = field(default=None, metadata={"parse": optional_path, "help": "exact output folder"})
+    out: str = setting("results", name, "results root: a run gets its own folder in it, a sweep OUT/SWEEP_ID/",
+                       "DIR", grid="fixed")
+    run_dir: str | None = setting(None, optional_path, "write this run exactly here", "DIR", grid="fixed",
+                                  commands=("run",))
 
     def to_dict(self, keys: Iterable[str] | None = None) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -172,6 +250,7 @@ class RunConfig:
 
 
 FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(RunConfig)}
+SETTINGS: dict[str, Setting] = {k: f.metadata["setting"] for k, f in FIELDS.items()}
 # Settings of every experiment, then those of every experiment that trains (an optimizer and its
 # step size); each experiment lists the rest that apply to it.
 BASE_FIELDS = ("experiment", "seed", "out", "run_dir")
@@ -194,10 +273,16 @@ class Layer:
 
     def label(self, key: str) -> str:
         if self.source == "flag":
-            return "--opt" if key == "optimizer" else "--" + key.replace("_", "-")
+            return flag(key)
         if self.source == "set":
             return f"--set {key}"
         return f"{key} in {self.source}"
+
+
+def flag(key: str) -> str:
+    """The command-line option of a setting: `--lr`, `--batch-size`, `--opt`."""
+    spec = SETTINGS.get(key)
+    return (spec and spec.flag) or "--" + key.replace("_", "-")
 
 
 def parse_sets(items: Iterable[str]) -> Layer:

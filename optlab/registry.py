@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -31,12 +31,13 @@ class Registry(Generic[T]):
         self._entries: dict[str, Entry[T]] = {}
 
     def register(self, name: str, help: str, value: T) -> T:
+        """Add `value` under `name` (a ValueError if taken); `help` is its line in `optlab list` and completion."""
         if name in self._entries:
             raise ValueError(f"{self.kind} {name!r} is registered twice")
         self._entries[name] = Entry(name, help, value)
         return value
 
-    def __call__(self, name: str, help: str):
+    def __call__(self, name: str, help: str) -> Callable[[T], T]:
         """Decorator form: `@OPTIMIZERS("adam", "Adam (Kingma & Ba, 2015)")`."""
 
         def decorate(value: T) -> T:
@@ -48,6 +49,7 @@ class Registry(Generic[T]):
         return self.entry(name).value
 
     def entry(self, name: str) -> Entry[T]:
+        """The entry named `name`, or a ConfigError with the closest name and the valid ones."""
         try:
             return self._entries[name]
         except KeyError:
@@ -66,4 +68,5 @@ class Registry(Generic[T]):
         return iter(sorted(self._entries.values(), key=lambda e: e.name))
 
     def names(self) -> list[str]:
+        """Every registered name, sorted: what help texts list and completion offers."""
         return sorted(self._entries)

@@ -1,13 +1,15 @@
 """`optlab run` and `optlab list` as a user meets them: outputs, files, exit codes, one-line errors."""
 
 import json
+import time
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from optlab import results
-from optlab.cli import app
+from optlab import config, results
+from optlab.cli import app, options
+from optlab.core import optimizers
 
 runner = CliRunner()
 
@@ -147,12 +149,14 @@ def test_list_shows_every_registered_name_with_its_help():
     result = invoke("list")
     assert result.exit_code == 0
     for name in ("tiny", "mnist", "fashion-mnist", "gd", "momentum", "nesterov", "newton", "adagrad", "adadelta",
-                 "rmsprop", "adam", "constant", "anneal", "step", "exponential", "cosine", "inverse-time", "glorot", "he"):
+                 "rmsprop", "adam", "constant", "anneal", "step", "exponential", "cosine", "inverse-time", "glorot",
+                 "he"):
         assert name in result.stdout
     assert "Kingma & Ba" in result.stdout
 
 
-@pytest.mark.parametrize("file", sorted((Path(__file__).parents[1] / "experiments").glob("tiny-*.toml")), ids=lambda p: p.stem)
+@pytest.mark.parametrize("file", sorted((Path(__file__).parents[1] / "experiments").glob("tiny-*.toml")),
+                         ids=lambda p: p.stem)
 def test_every_tiny_experiment_file_runs_and_shows_its_point(tmp_path, file):
     result = invoke("run", file, "--run-dir", tmp_path / file.stem, "-q")
     assert result.exit_code == 0, result.output
@@ -169,3 +173,116 @@ def test_every_tiny_experiment_file_runs_and_shows_its_point(tmp_path, file):
         "tiny-adam": lambda: summary["final_loss"] < 0.1185,
     }[file.stem]
     assert expected(), (summary, analysis)
+
+
+# ---------------------------------------------------------------------------- options from the settings
+
+
+def wide_help(*command):
+    result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def complete(words: str) -> list[str]:
+    """What bash completion offers for the last word of `words` (as `optlab`'s completion script asks)."""
+    env = {"_OPTLAB_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": str(len(words.split()) - 1)}
+    result = runner.invoke(app, [], prog_name="optlab", env=env)
+    assert result.exit_code == 0, result.output
+    return result.stdout.split()
+
+
+@pytest.mark.parametrize("command", ["run", "sweep"])
+def test_every_setting_a_command_offers_is_an_option_with_its_metavar(command):
+    lines = {line.split()[1]: line for line in wide_help(command).splitlines() if line[2:4] == "--"}
+    offered = [k for k, spec in config.SETTINGS.items() if command in spec.commands]
+    assert len(offered) >= (30 if command == "run" else 27)
+    for key in offered:
+        spec = config.SETTINGS[key]
+        line = lines[config.flag(key)]
+        assert spec.help.split(" (")[0] in line, line
+        if spec.metavar is not None:
+            assert line.split()[2] == spec.metavar_for(command), line
+    assert "--data-parallel" not in lines if command == "sweep" else "--data-parallel" in lines
+    assert "--experiment" not in lines  # the argument, not an option
+
+
+def test_sweep_metavars_say_how_alternatives_are_written():
+    lines = {line.split()[1]: line.split()[2] for line in wide_help("sweep").splitlines() if line[2:4] == "--"}
+    assert (lines["--opt"], lines["--lr"], lines["--seed"], lines["--start"], lines["--hidden"], lines["--out"]) == (
+        "NAME,…", "FLOAT,…", "INT,…|A..B", "W1,W2;…", "N,N;…", "DIR")
+    run = {line.split()[1]: line.split()[2] for line in wide_help("run").splitlines() if line[2:4] == "--"}
+    assert (run["--opt"], run["--lr"], run["--seed"], run["--start"], run["--hidden"]) == (
+        "NAME", "FLOAT", "INT", "W1,W2", "N,N,…")
+
+
+def test_help_reads_names_and_defaults_from_the_registries():
+    lines = {line.split()[1]: " ".join(line.strip(" │").split())
+             for line in wide_help("run").splitlines() if line[2:4] == "--"}
+    assert "adam, gd, hessian-free, momentum, nesterov, newton, rmsprop, saddle-free-newton" in lines["--opt"]
+    assert "(default: adam; tiny gd)" in lines["--opt"]  # mnist and fashion-mnist train with adam
+    assert "anneal, constant, cosine, exponential, inverse-time, step" in lines["--lr-schedule"]
+    assert "glorot, he, normal" in lines["--init"]
+    assert "(default: 0; mnist 0.3)" in lines["--input-noise"]
+    assert lines["--epochs"].endswith("fashion-mnist, mnist: passes over the training set (default: 50)")
+    assert lines["--steps"].endswith("tiny: number of updates (default: 100)")
+    assert "(default:" not in lines["--train-subset"] and "(default:" not in lines["--line-search"]
+
+
+def test_defaults_shown_per_experiment_where_they_differ():
+    assert options._default("input_noise", {"fashion-mnist": {"input_noise": 0.0}, "mnist": {"input_noise": 0.3}}) == (
+        "0; mnist 0.3")
+    assert options._default("optimizer", {"a": {}, "b": {"optimizer": "adam"}, "c": {"optimizer": "adam"}}) == (
+        "adam; a gd")
+    assert options._default("depth", {"signals": {"depth": tuple(range(2, 21))}}) == "2..20"
+    assert options._default("hidden", {"mnist": {}}) == "225,225"
+    assert options._default("train_subset", {"mnist": {}}) == ""
+
+
+def test_a_registered_optimizer_shows_in_list_run_help_and_completion(monkeypatch):
+    monkeypatch.setattr(optimizers.OPTIMIZERS, "_entries", dict(optimizers.OPTIMIZERS._entries))
+
+    @optimizers.optimizer("zz-sign", "sign descent, registered by a test", default_lr=0.01)
+    def sign(learning_rate):
+        raise AssertionError("help and completion never build the optimizer")
+
+    assert "zz-sign" in invoke("list").stdout
+    assert "saddle-free-newton, zz-sign (default:" in " ".join(wide_help("run").split())
+    assert "zz-sign" in wide_help("sweep")
+    assert complete("optlab run tiny --opt zz") == ["zz-sign"]
+    assert complete("optlab sweep tiny --opt gd,zz") == ["gd,zz-sign"]
+
+
+def test_completion_of_names_comes_from_the_registries():
+    assert complete("optlab run tiny --opt ada") == ["adadelta", "adagrad", "adam"]
+    assert complete("optlab run tiny --lr-schedule co") == ["constant", "cosine"]
+    assert complete("optlab run signals --init glorot,h") == ["glorot,he"]
+    assert complete("optlab run fash") == ["fashion-mnist"]
+    assert complete("optlab sweep ti") == ["tiny"]
+
+
+def test_settings_without_a_hand_written_flag_before_now_have_one(tmp_path):
+    result = invoke("run", "tiny", "--lr-schedule", "anneal", "--anneal-fraction", "0.25", "--steps", "8",
+                    "--run-dir", tmp_path / "r", "-q")
+    assert result.exit_code == 0, result.output
+    lr = results.read_metrics(tmp_path / "r")["history"]["lr"]
+    # held for 6 steps, then linear to 0 over the last quarter (2 steps); the default one half would decay from step 4
+    assert lr[:-1] == pytest.approx([0.25] * 7 + [0.125])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["sweep", "tiny", "--seed", "0..4294967295"],
+     "the grid has 4,294,967,296 configurations (--seed 4,294,967,296); the limit is 10,000"),
+    (["sweep", "tiny", "--seed", "0..99999999999999999999", "--lr", "0.1,0.2"],
+     "the grid has 200,000,000,000,000,000,000 configurations (--lr 2 × --seed 100,000,000,000,000,000,000)"),
+    (["run", "signals", "--depth", "1..10000000000"],
+     "--depth must be integers from 1 to 1,000: a list 2,5,10 or a range 2..20, got '1..10000000000'"),
+])
+def test_huge_ranges_are_refused_before_they_are_expanded(tmp_path, args, message):
+    start = time.perf_counter()
+    result = invoke(*args, "--out", tmp_path / "results")
+    assert time.perf_counter() - start < 20  # expanding the range would take minutes and gigabytes
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("error: ") and message in result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.output
+    assert not (tmp_path / "results").exists()

@@ -1,7 +1,10 @@
 """Settings: layering, parsing, and one-line errors that say where a bad value came from."""
 
+import time
+
 import pytest
 
+from optlab import config
 from optlab.config import Layer, parse_sets, read_toml
 from optlab.errors import ConfigError
 from optlab.runs.resolve import relevant, resolve
@@ -101,3 +104,28 @@ def test_recorded_config_holds_only_the_settings_that_apply():
     assert {"steps", "start", "lr", "optimizer"} <= set(tiny) and "epochs" not in tiny and "hidden" not in tiny
     mnist = relevant(resolve([Layer({"experiment": "mnist"}, "argument")]))
     assert {"epochs", "hidden", "batch_size", "input_noise"} <= set(mnist) and "start" not in mnist
+
+
+def test_every_field_declares_its_setting_once():
+    assert set(config.SETTINGS) == set(config.FIELDS)
+    for key, spec in config.SETTINGS.items():
+        assert callable(spec.parse) and spec.help, key
+        default = config.FIELDS[key].default
+        if isinstance(default, tuple):  # alternatives of a tuple-valued setting are separated by ";" in a sweep
+            assert spec.grid == "lists", key
+        if spec.metavar is None:  # a switch
+            assert isinstance(default, bool), key
+    assert config.flag("optimizer") == "--opt" and config.flag("batch_size") == "--batch-size"
+    assert Layer({}, "flag").label("optimizer") == "--opt"
+    with pytest.raises(ValueError, match="grid must be one of"):
+        config.Setting(config.name, "x", grid="range")
+
+
+def test_integer_ranges_are_checked_before_they_are_expanded():
+    assert config.int_range("2..5", 1, 1000) == (2, 3, 4, 5)
+    assert config.int_range([3, 7], 1, 1000) == (3, 7)
+    start = time.perf_counter()
+    for raw in ("1..10000000000", "0..3", "5..2", "999..1001"):
+        with pytest.raises(ValueError, match="must be integers from 1 to 1,000"):
+            config.int_range(raw, 1, 1000)
+    assert time.perf_counter() - start < 1  # expanding 10¹⁰ integers would take minutes

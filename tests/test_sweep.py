@@ -81,8 +81,31 @@ def test_malformed_values_are_one_config_error(key, raw, message):
         grid.parse_values(key, raw, "--" + key)
 
 
+def test_ranges_are_counted_without_being_expanded():
+    chunks = grid.alternatives("seed", "7,0..99999999999999999999", "--seed")
+    assert chunks == [["7"], range(0, 10**20)] and grid.count(chunks) == 10**20 + 1
+    assert grid.count(grid.alternatives("hidden", "32;64,64", "--hidden")) == 2
+
+
+def test_range_and_list_kinds_come_from_each_settings_declaration():
+    assert grid.parse_values("cg_iters", "5..7", "--cg-iters") == ["5", "6", "7"]  # every integer setting
+    assert grid.parse_values("start", "1,2;3,4", "--start") == ["1,2", "3,4"]
+    with pytest.raises(ConfigError, match=r"ranges a\.\.b are for integer settings \(seed, cg_iters, steps, epochs"):
+        grid.parse_values("momentum", "0..1", "--momentum")
+
+
+def test_grid_errors_name_where_the_value_came_from():
+    with pytest.raises(ConfigError, match="--set lr must be a positive finite number, got '-1'"):
+        sweep.build([config.Layer({"experiment": "tiny"}, "flag")], [config.Layer({"lr": "0.1,-1"}, "set")])
+    with pytest.raises(ConfigError, match=r"the grid has 4,294,967,296 configurations \(--seed 4,294,967,296\)"):
+        build({"experiment": "tiny"}, {"seed": "0..4294967295"})
+    with pytest.raises(ConfigError, match="--data-dir takes one value in a sweep, got 2"):
+        build({"experiment": "mnist"}, {"data_dir": "a,b"})
+
+
 def test_grid_is_the_product_of_the_lists_in_order():
-    s = build({"experiment": "tiny", "optimizer": "momentum"}, {"lr": "0.1,0.2,0.3", "seed": "0..3", "momentum": "0.5,0.9"})
+    s = build({"experiment": "tiny", "optimizer": "momentum"},
+              {"lr": "0.1,0.2,0.3", "seed": "0..3", "momentum": "0.5,0.9"})
     assert len(s.configs) == 24 and s.varied == ["lr", "seed", "momentum"]
     assert [(c.lr, c.seed, c.momentum) for c in s.configs[:3]] == [(0.1, 0, 0.5), (0.1, 0, 0.9), (0.1, 1, 0.5)]
     assert {c.optimizer for c in s.configs} == {"momentum"}

@@ -72,13 +72,19 @@ def _default_home(paths: Sequence[Path]) -> Path:
     return first.parent if first.is_file() else first
 
 
+def _sort_help() -> str:
+    """--sort's help, read from compare's columns: a column added there is listed here with no other edit."""
+    names = [c.name for c in cmp.COLUMNS] + [a for a, target in cmp.SORT_ALIASES.items() if a == target]
+    aliases = [a for a in cmp.SORT_ALIASES if a not in names]
+    return f"Sort by a column: {', '.join(names)} (or {', '.join(aliases)}). Missing values go last."
+
+
 @app.command()
 def compare(
     paths: PathsArg,
     sort: Annotated[str | None, typer.Option(
         "--sort", metavar="METRIC",
-        help="Sort by a column: test_error, best_test_error, final_loss, wall_time, time_to_target, lr, "
-             "seed, steps, optimizer, status, run, n. Missing values go last.")] = None,
+        help=_sort_help())] = None,
     descending: Annotated[bool, typer.Option("--desc", help="Sort largest first.")] = False,
     where: Annotated[list[str], typer.Option(
         "--where", metavar="KEY=VALUE",

@@ -20,44 +20,31 @@ from rich.table import Table
 
 from optlab import config
 from optlab.cli.app import app
+from optlab.cli.options import SettingsCommand, completer, with_settings
 from optlab.errors import ConfigError
 
 stdout = Console(highlight=False)
 stderr = Console(stderr=True, highlight=False)
-GRID_HELP = "a list a,b,c or an integer range a..b"
 
 
-def _grid(*names: str, metavar: str, help: str):
-    return typer.Option(None, *names, metavar=metavar, help=help, show_default=False)
-
-
-@app.command("sweep")
+@app.command("sweep", cls=SettingsCommand)
+@with_settings("sweep")
 def sweep_command(
-    target: str = typer.Argument(..., metavar="EXPERIMENT|FILE.toml", help="an experiment, or a file with a \\[sweep] table"),
-    opt: str | None = _grid("--opt", metavar="NAME,…", help="optimizers (each its own program)"),
-    lr: str | None = _grid("--lr", metavar="FLOAT,…", help="step sizes η, e.g. 1e-4,3e-4,1e-3"),
-    lr_schedule: str | None = _grid("--lr-schedule", metavar="NAME,…", help="schedules (each its own program)"),
-    momentum: str | None = _grid("--momentum", metavar="FLOAT,…", help="momentum α"),
-    seed: str | None = _grid("--seed", metavar="INT,…|A..B", help="seeds, e.g. 0..4"),
-    grad_noise: str | None = _grid("--grad-noise", metavar="SIGMA,…", help="gradient noise σ"),
-    steps: str | None = _grid("--steps", metavar="INT", help="tiny: number of updates"),
-    start: str | None = _grid("--start", metavar="W1,W2;…", help="tiny: starting points, separated by ;"),
-    epochs: str | None = _grid("--epochs", metavar="INT", help="networks: passes over the training set"),
-    batch_size: str | None = _grid("--batch-size", metavar="INT,…", help="networks: minibatch sizes"),
-    hidden: str | None = _grid("--hidden", metavar="N,N;…", help="networks: hidden widths, alternatives separated by ;"),
-    init: str | None = _grid("--init", metavar="NAME,…", help="networks: initialisations"),
-    init_scale: str | None = _grid("--init-scale", metavar="FLOAT,…", help="networks: init std multipliers"),
-    input_noise: str | None = _grid("--input-noise", metavar="SIGMA,…", help="networks: input noise σ"),
-    dropout: str | None = _grid("--dropout", metavar="P,…", help="networks: dropout probabilities"),
-    weight_decay: str | None = _grid("--weight-decay", metavar="FLOAT,…", help="networks: L2 penalties λ"),
-    data_dir: str | None = _grid("--data-dir", metavar="DIR", help="networks: folder holding the dataset files"),
-    out: str | None = _grid("--out", metavar="DIR", help="results root; the sweep gets OUT/SWEEP_ID/ [default: results]"),
-    sets: list[str] = typer.Option([], "--set", metavar="KEY=VALUES", help="any setting as a grid, e.g. --set lr_decay=0.1,0.01"),
-    best: str | None = typer.Option(None, "--best", metavar="METRIC", help="write the best configuration as best.toml (test_error, final_loss, …)"),
-    chunk: int | None = typer.Option(None, "--chunk", min=1, metavar="N", help="at most N configurations per program [default: what fits in memory]"),
-    coordinator: str | None = typer.Option(None, "--coordinator", metavar="HOST:PORT", help="multi-host: process 0's address"),
-    num_processes: int | None = typer.Option(None, "--num-processes", min=1, metavar="N", help="multi-host: number of processes"),
-    process_id: int | None = typer.Option(None, "--process-id", min=0, metavar="I", help="multi-host: this process's rank"),
+    target: str = typer.Argument(..., metavar="EXPERIMENT|FILE.toml", autocompletion=completer("experiment"),
+                                 help="an experiment, or a file with a \\[sweep] table"),
+    settings: dict | None = None,  # becomes --opt NAME,…, --lr FLOAT,…, …: one option per setting (optlab.config)
+    sets: list[str] = typer.Option([], "--set", metavar="KEY=VALUES",
+                                   help="any setting as a grid, e.g. --set lr_decay=0.1,0.01"),
+    best: str | None = typer.Option(None, "--best", metavar="METRIC",
+                                    help="write the best configuration as best.toml (test_error, final_loss, …)"),
+    chunk: int | None = typer.Option(None, "--chunk", min=1, metavar="N",
+                                     help="at most N configurations per program \\[default: what fits in memory]"),
+    coordinator: str | None = typer.Option(None, "--coordinator", metavar="HOST:PORT",
+                                           help="multi-host: process 0's address"),
+    num_processes: int | None = typer.Option(None, "--num-processes", min=1, metavar="N",
+                                             help="multi-host: number of processes"),
+    process_id: int | None = typer.Option(None, "--process-id", min=0, metavar="I",
+                                          help="multi-host: this process's rank"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress output"),
 ) -> None:
     """Train every combination of the listed values; array-valued settings share one compiled program.
@@ -70,9 +57,7 @@ def sweep_command(
     from optlab.core import devices
 
     devices.initialize(coordinator, num_processes, process_id)
-    flags = {k: v for k, v in locals().items() if isinstance(v, str) and k in config.FIELDS}
-    if opt is not None:
-        flags["optimizer"] = opt
+    flags = dict(settings or {})
     base, file_grid = _target(target)
     grid_layers = [*file_grid, config.Layer(dict(_split_set(s) for s in sets), "set"), config.Layer(flags, "flag")]
     plan = sweep.build(base, grid_layers)
@@ -118,7 +103,8 @@ def summary_table(rows: Sequence[dict], grid: dict, metric: str, best: dict | No
         value = r.get(metric)
         shown = "—" if value is None or r["status"] != "completed" else (
             f"{100 * value:.2f}%" if "error" in metric else f"{value:.6g}")
-        style = "bold green" if best and r["run_id"] == best["run_id"] else ("red" if r["status"] != "completed" else None)
+        failed = "red" if r["status"] != "completed" else None
+        style = "bold green" if best and r["run_id"] == best["run_id"] else failed
         table.add_row(r["run_id"], *(_cell(r[k]) for k in varied), r["status"], shown, style=style)
     if best:
         table.caption = f"best by {metric}: {best['run_id']} → best.toml"

@@ -4,29 +4,37 @@ First-order methods are optax's own. Adding one is one small function:
 
     @optimizer("lion", "Lion (Chen et al., 2023): the sign of a momentum", default_lr=1e-4)
     def lion(learning_rate):
+        import optax
+
         return optax.lion(learning_rate)
 
 Factories take their hyperparameters as keyword arguments (`learning_rate`, and any names
 listed in `hyperparams`, which are config fields); `build` wraps them in
 `optax.inject_hyperparams`, so every hyperparameter is an array in the optimizer state and
 the learning rate can follow a schedule.
+
+The registry and its metadata import no JAX (`optlab list`, `--help` and shell completion read
+them): optax and the second-order module are imported inside the factories and `build`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import jax
-import optax
-
-from optlab.core import second_order
 from optlab.errors import ConfigError
 from optlab.registry import Registry
+
+if TYPE_CHECKING:
+    import jax
+    import optax
 
 
 @dataclass(frozen=True)
 class OptimizerSpec:
+    """A registered optimizer: `factory(learning_rate, **hyperparams) -> optax transformation`."""
+
     factory: Callable[..., optax.GradientTransformation]
     default_lr: float
     hyperparams: tuple[str, ...] = ()  # config fields passed to the factory besides the learning rate
@@ -37,7 +45,10 @@ OPTIMIZERS: Registry[OptimizerSpec] = Registry("optimizer")
 MAX_DENSE_PARAMS = 4096  # a 4096² float64 Hessian is 134 MB; beyond that use a matrix-free method
 
 
-def optimizer(name: str, help: str, default_lr: float, hyperparams: tuple[str, ...] = (), dense_hessian: bool = False):
+def optimizer(name: str, help: str, default_lr: float, hyperparams: tuple[str, ...] = (),
+              dense_hessian: bool = False) -> Callable[[Callable], Callable]:
+    """Register `factory` under `name`: it then shows in `optlab list`, `--opt`'s help and its completion."""
+
     def decorate(factory):
         OPTIMIZERS.register(name, help, OptimizerSpec(factory, default_lr, hyperparams, dense_hessian))
         return factory
@@ -47,54 +58,75 @@ def optimizer(name: str, help: str, default_lr: float, hyperparams: tuple[str, .
 
 @optimizer("gd", "gradient descent: θ ← θ − η ∇C", default_lr=0.1)
 def gd(learning_rate):
+    import optax
+
     return optax.sgd(learning_rate)
 
 
 @optimizer("momentum", "heavy ball: v ← α v − η ∇C, θ ← θ + v (α = --momentum)", 0.01, ("momentum",))
 def momentum(learning_rate, momentum):
+    import optax
+
     return optax.sgd(learning_rate, momentum=momentum)
 
 
 @optimizer("nesterov", "Nesterov momentum: the gradient taken after the momentum step", 0.01, ("momentum",))
 def nesterov(learning_rate, momentum):
+    import optax
+
     return optax.sgd(learning_rate, momentum=momentum, nesterov=True)
 
 
 @optimizer("newton", "Newton's method θ ← θ − η (H + λI)⁻¹∇C, exact Hessian (--damping λ, --line-search)", 1.0,
            ("damping", "line_search"), dense_hessian=True)
 def newton(learning_rate, damping=0.0, line_search=False):
+    from optlab.core import second_order
+
     return second_order.newton(learning_rate, damping, line_search)
 
 
-@optimizer("saddle-free-newton", "saddle-free Newton (Dauphin et al., 2014): θ ← θ − η (|H| + λI)⁻¹∇C, repelled by saddles",
-           1.0, ("damping", "line_search"), dense_hessian=True)
+@optimizer("saddle-free-newton",
+           "saddle-free Newton (Dauphin et al., 2014): θ ← θ − η (|H| + λI)⁻¹∇C, repelled by saddles", 1.0,
+           ("damping", "line_search"), dense_hessian=True)
 def saddle_free_newton(learning_rate, damping=0.0, line_search=False):
+    from optlab.core import second_order
+
     return second_order.saddle_free_newton(learning_rate, damping, line_search)
 
 
 @optimizer("hessian-free", "Hessian-free (Martens, 2010): truncated CG on H-vector products, λ adapted (--cg-iters)",
            1.0, ("damping", "cg_iters"))
 def hessian_free(learning_rate, damping=1.0, cg_iters=10):
+    from optlab.core import second_order
+
     return second_order.hessian_free(learning_rate, damping, cg_iters)
 
 
 @optimizer("adagrad", "Adagrad (Duchi et al., 2011): η scaled by the root of the summed squared gradients", 0.01)
 def adagrad(learning_rate):
+    import optax
+
     return optax.adagrad(learning_rate)
 
 
 @optimizer("adadelta", "Adadelta (Zeiler, 2012): step sizes from running averages, η = 1 is the paper's", 1.0)
 def adadelta(learning_rate):
+    import optax
+
     return optax.adadelta(learning_rate)
 
 
 @optimizer("rmsprop", "RMSprop (Tieleman & Hinton, 2012): η over a running RMS of the gradient", 1e-3)
 def rmsprop(learning_rate):
+    import optax
+
     return optax.rmsprop(learning_rate)
 
 
 @optimizer("adam", "Adam (Kingma & Ba, 2015): momentum and RMS scaling with bias correction", 1e-3)
 def adam(learning_rate):
+    import optax
+
     return optax.adam(learning_rate)
 
 
@@ -111,6 +143,8 @@ def build(
     sees it: the lecture's "momentum with a noisy gradient". Pass None to leave it out of
     the program entirely.
     """
+    import optax
+
     spec = OPTIMIZERS[name]
     # A hyperparameter left out (or None: "not set") takes the factory's own default.
     given = {k: hyperparams[k] for k in spec.hyperparams if hyperparams.get(k) is not None}

@@ -2,17 +2,19 @@
 
 `lr` may be a traced array (that is what lets a sweep vmap over it); the shape of the
 schedule (total steps, fractions) is static. All schedules start at `lr` at step 0.
+The registry imports no JAX (`--help` and completion read it): optax is imported when a
+schedule is built.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
-
-import jax.numpy as jnp
-import optax
+from typing import TYPE_CHECKING, Any, Protocol
 
 from optlab.registry import Registry
+
+if TYPE_CHECKING:
+    import optax
 
 
 class ScheduleSettings(Protocol):
@@ -20,17 +22,21 @@ class ScheduleSettings(Protocol):
     lr_decay: float
 
 
-ScheduleFactory = Callable[[jnp.ndarray, int, ScheduleSettings], optax.Schedule]
+ScheduleFactory = Callable[[Any, int, ScheduleSettings], "optax.Schedule"]  # (lr, total_steps, settings)
 SCHEDULES: Registry[ScheduleFactory] = Registry("schedule")
 
 
 @SCHEDULES("constant", "η stays at --lr")
 def constant(lr, total_steps, s):
+    import optax
+
     return optax.constant_schedule(lr)
 
 
 @SCHEDULES("anneal", "constant, then linear decay to 0 over the last --anneal-fraction of the run (the lecture's)")
 def anneal(lr, total_steps, s):
+    import optax
+
     decay_steps = max(1, round(s.anneal_fraction * total_steps))
     hold_steps = total_steps - decay_steps
     return optax.join_schedules(
@@ -40,17 +46,23 @@ def anneal(lr, total_steps, s):
 
 @SCHEDULES("step", "η × --lr-decay at 50% and again at 75% of the run")
 def step(lr, total_steps, s):
+    import optax
+
     boundaries = {max(1, total_steps // 2): s.lr_decay, max(2, (3 * total_steps) // 4): s.lr_decay}
     return optax.piecewise_constant_schedule(lr, boundaries)
 
 
 @SCHEDULES("exponential", "η × --lr-decay^(t/T): smooth decay to η × --lr-decay at the end")
 def exponential(lr, total_steps, s):
+    import optax
+
     return optax.exponential_decay(lr, transition_steps=max(1, total_steps), decay_rate=s.lr_decay)
 
 
 @SCHEDULES("cosine", "half a cosine from η down to 0 (Loshchilov & Hutter, 2017)")
 def cosine(lr, total_steps, s):
+    import optax
+
     return optax.cosine_decay_schedule(lr, decay_steps=max(1, total_steps))
 
 
@@ -61,4 +73,5 @@ def inverse_time(lr, total_steps, s):
 
 
 def build(name: str, lr, total_steps: int, settings: ScheduleSettings) -> optax.Schedule:
+    """The schedule `name` starting at `lr` (a float or a traced array) over `total_steps` updates."""
     return SCHEDULES[name](lr, total_steps, settings)

@@ -7,20 +7,13 @@ uint8 and are scaled to [0, 1] inside the compiled step.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from optlab.registry import Registry
-
-InitStd = Callable[[int, int], float]
-INITS: Registry[InitStd] = Registry("init")
-INITS.register("glorot", "Glorot/Xavier: std √(2/(fan_in + fan_out))", lambda fan_in, fan_out: math.sqrt(2 / (fan_in + fan_out)))
-INITS.register("he", "He/Kaiming: std √(2/fan_in), keeps ReLU signals at the same scale", lambda fan_in, fan_out: math.sqrt(2 / fan_in))
-INITS.register("normal", "N(0, 0.01²): fixed small weights whatever the width", lambda fan_in, fan_out: 0.01)
+from optlab.problems.inits import INITS, InitStd  # noqa: F401  (mlp.INITS: the registry lives in inits.py)
 
 
 def init(key: jax.Array, sizes: Sequence[int], init_name: str = "he", scale: float = 1.0) -> list[dict]:

@@ -29,7 +29,8 @@ def resolve(layers: Iterable[Layer]) -> RunConfig:
             if key not in FIELDS:
                 raise ConfigError(f"{layer.label(key)}: unknown setting {config.suggest(key, FIELDS)}")
             given[key] = (raw, layer)
-    experiment_name = _parse("experiment", *given["experiment"], config.name) if "experiment" in given else RunConfig.experiment
+    experiment_name = (_parse("experiment", *given["experiment"], config.name) if "experiment" in given
+                       else RunConfig.experiment)
     experiment = EXPERIMENTS[experiment_name]
     settings = applicable(experiment)
     for key, (_, layer) in given.items():
@@ -50,8 +51,9 @@ def resolve(layers: Iterable[Layer]) -> RunConfig:
 
 
 def _parse(key: str, raw: Any, layer: Layer, parser: Callable[[Any], Any] | None = None) -> Any:
+    """The field's declared parser (or the experiment's own, given), its ValueError made a one-line ConfigError."""
     try:
-        return (parser or FIELDS[key].metadata["parse"])(raw)
+        return (parser or config.SETTINGS[key].parse)(raw)
     except ValueError as e:
         shown = raw if isinstance(raw, str) else repr(raw)
         raise ConfigError(f"{layer.label(key)} {e}, got {shown!r}") from None

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-
-import numpy as np
 
 from optlab import config
 from optlab.config import Layer, RunConfig
@@ -16,46 +15,63 @@ from optlab.runs import resolve
 
 ARRAY_KEYS = ("lr", "momentum", "grad_noise", "input_noise", "weight_decay", "init_scale", "seed")
 PRESENCE_KEYS = ("grad_noise", "input_noise", "weight_decay")  # zero leaves the term out of the program
-FIXED_KEYS = ("experiment", "out", "run_dir", "data_dir")  # one value per sweep
-LIST_VALUED = ("hidden", "start")  # alternatives separated by ";"
-INT_KEYS = ("seed", "steps", "epochs", "batch_size", "train_subset")  # may use ranges a..b
 MAX_CONFIGS = 10_000
 NETWORK_METRICS = ("test_error", "best_test_error", "final_loss")
 METRICS = {"tiny": ("final_loss",), "mnist": NETWORK_METRICS, "fashion-mnist": NETWORK_METRICS}  # --best choices
 
 
+def _kind(key: str) -> str:
+    """How a sweep reads the setting's alternatives (its Setting's `grid`): values, ints, lists or fixed."""
+    spec = config.SETTINGS.get(key)
+    return spec.grid if spec else "values"
 
 
 def parse_values(key: str, raw: Any, label: str) -> list:
     """One setting's alternatives: a string "a,b", "0..4", "32;64,64", a TOML list, or one value."""
+    return _expand(alternatives(key, raw, label))
+
+
+def alternatives(key: str, raw: Any, label: str) -> list[list | range]:
+    """`parse_values` before expansion: lists of values and integer ranges (kept as ranges, so that a
+    range as long as 0..4294967295 is counted, and refused, without ever being written out)."""
     if isinstance(raw, list):
         if not raw:
             raise ConfigError(f"{label}: empty list of values")
-        return [x for v in raw for x in _range_or_value(key, v, label)]
+        return [_range_or_value(key, v, label) for v in raw]
     if not isinstance(raw, str):
-        return _range_or_value(key, raw, label)
-    sep = ";" if key in LIST_VALUED else ","
+        return [_range_or_value(key, raw, label)]
+    sep = ";" if _kind(key) == "lists" else ","
     items = [item.strip() for item in raw.split(sep)]
     if not raw.strip() or any(not item for item in items):
         raise ConfigError(f"{label} {raw!r}: empty value in the list (write values as a{sep}b{sep}c)")
-    return [x for item in items for x in _range_or_value(key, item, label)]
+    return [_range_or_value(key, item, label) for item in items]
 
 
-def _range_or_value(key: str, item: Any, label: str) -> list:
-    if key in LIST_VALUED and not isinstance(item, (str, list)):
+def count(chunks: Sequence[list | range]) -> int:
+    """How many alternatives `chunks` hold, without expanding a range (len() overflows past 2⁶³)."""
+    return sum(c.stop - c.start if isinstance(c, range) else len(c) for c in chunks)
+
+
+def _expand(chunks: Sequence[list | range]) -> list:
+    return [x for c in chunks for x in (map(str, c) if isinstance(c, range) else c)]
+
+
+def _range_or_value(key: str, item: Any, label: str) -> list | range:
+    if _kind(key) == "lists" and not isinstance(item, (str, list)):
         return [[item]]  # hidden = [32, 64] in a file: two one-layer networks
     if not isinstance(item, str) or ".." not in item:
         return [item]
     start, _, end = item.partition("..")
-    if key not in INT_KEYS:
-        raise ConfigError(f"{label} {item!r}: ranges a..b are for integer settings ({', '.join(INT_KEYS)}); list the values")
+    if _kind(key) != "ints":
+        ints = ", ".join(k for k in config.SETTINGS if _kind(k) == "ints")
+        raise ConfigError(f"{label} {item!r}: ranges a..b are for integer settings ({ints}); list the values")
     try:
         lo, hi = int(start), int(end)
     except ValueError:
         raise ConfigError(f"{label} {item!r}: a range needs two integers, e.g. 0..4") from None
     if lo > hi:
         raise ConfigError(f"{label} {item!r}: empty range (the start is after the end)")
-    return [str(i) for i in range(lo, hi + 1)]
+    return range(lo, hi + 1)
 
 
 @dataclass(frozen=True)
@@ -69,7 +85,7 @@ class Sweep:
     @property
     def columns(self) -> list[str]:
         """The grid's settings worth a column (not where results go)."""
-        return [k for k in self.grid if k not in FIXED_KEYS]
+        return [k for k in self.grid if _kind(k) != "fixed"]
 
     @property
     def varied(self) -> list[str]:
@@ -77,35 +93,39 @@ class Sweep:
 
 
 def build(base: Sequence[Layer], grid_layers: Sequence[Layer]) -> Sweep:
-    """Parse the grid layers (later ones win per setting) and resolve every combination."""
-    grid: dict[str, list] = {}
+    """Parse the grid layers (later ones win per setting), count the grid, and resolve every combination.
+
+    The grid is counted before any range is expanded: a grid past MAX_CONFIGS is refused at once.
+    """
+    chunks: dict[str, list] = {}
     labels: dict[str, str] = {}
+    sources: dict[str, str] = {}
     for layer in grid_layers:
         for key, raw in layer.values.items():
             key = key.replace("-", "_")
             if key not in config.FIELDS:
                 raise ConfigError(f"{layer.label(key)}: unknown setting {key!r} (optlab run --help lists them)")
-            grid[key], labels[key] = parse_values(key, raw, layer.label(key)), layer.label(key)
-            if key in FIXED_KEYS and len(grid[key]) > 1:
-                raise ConfigError(f"{labels[key]} takes one value in a sweep, got {len(grid[key])}")
-    total = int(np.prod([len(v) for v in grid.values()])) if grid else 1
+            labels[key], sources[key] = layer.label(key), layer.source
+            chunks[key] = alternatives(key, raw, labels[key])
+            if _kind(key) == "fixed" and count(chunks[key]) > 1:
+                raise ConfigError(f"{labels[key]} takes one value in a sweep, got {count(chunks[key]):,}")
+    sizes = {k: count(v) for k, v in chunks.items()}
+    total = math.prod(sizes.values())
     if total > MAX_CONFIGS:
-        sizes = " × ".join(f"{labels[k]} {len(v)}" for k, v in grid.items() if len(v) > 1)
-        raise ConfigError(f"the grid has {total:,} configurations ({sizes}); the limit is {MAX_CONFIGS:,}")
+        varied = " × ".join(f"{labels[k]} {n:,}" for k, n in sizes.items() if n > 1)
+        raise ConfigError(f"the grid has {total:,} configurations ({varied}); the limit is {MAX_CONFIGS:,}")
+    grid = {k: _expand(v) for k, v in chunks.items()}
     configs, seen = [], {}
     for combo in itertools.product(*grid.values()):
-        cfg = resolve.resolve([*base, *(Layer({k: v}, _source(labels[k])) for k, v in zip(grid, combo))])
+        cfg = resolve.resolve([*base, *(Layer({k: v}, sources[k]) for k, v in zip(grid, combo))])
         if getattr(cfg, "data_parallel", False):
-            raise ConfigError("data_parallel is for single runs: a sweep shards its configurations over the devices instead")
+            raise ConfigError("data_parallel is for single runs: a sweep shards its configurations over the devices "
+                              "instead")
         if cfg in seen:
             raise ConfigError(f"the grid lists the same configuration twice ({_describe(dict(zip(grid, combo)))})")
         seen[cfg] = True
         configs.append(cfg)
     return Sweep(grid, configs, labels)
-
-
-def _source(label: str) -> str:
-    return "flag" if label.startswith("--") else label.split(" in ", 1)[1]
 
 
 def _describe(values: Mapping[str, Any]) -> str:
