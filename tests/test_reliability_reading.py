@@ -1,0 +1,138 @@
+"""Reading side of reliability: odd terminals, wrong-typed metrics files, broken data files, hostile names.
+
+Each test here stands for one row of README.md's "## Reliability" table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from optlab.cli import app
+from optlab.cli.encoding import ascii_for
+from optlab.results import read_metrics
+
+ENCODINGS = ["ascii", "latin-1"]
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+# ----------------------------------------------------------------------------- non-UTF-8 terminals
+
+
+def optlab_in(encoding: str, *args, cwd: Path) -> subprocess.CompletedProcess:
+    """`python -m optlab ARGS` with stdout and stderr in `encoding`, as on an old server or a CI runner."""
+    env = {**os.environ, "PYTHONIOENCODING": encoding, "JAX_PLATFORMS": "cpu"}
+    return subprocess.run([sys.executable, "-m", "optlab", *map(str, args)], capture_output=True, env=env,
+                          cwd=cwd, timeout=300)
+
+
+def assert_clean(result: subprocess.CompletedProcess, encoding: str) -> tuple[str, str]:
+    """Exit 0, no traceback, and both streams valid in `encoding`; returns them decoded."""
+    stdout, stderr = result.stdout.decode(encoding), result.stderr.decode(encoding)
+    assert result.returncode == 0, stderr
+    assert "Traceback" not in stderr and "UnicodeEncodeError" not in stderr, stderr
+    return stdout, stderr
+
+
+def test_ascii_spelling_of_what_optlab_prints():
+    assert ascii_for("η ≤ σ λ ∇C × → ← ± …") == "eta <= sigma lambda gradC x -> <- +/- ..."
+    assert ascii_for("(H + λI)⁻¹∇C") == "(H + lambdaI)^-1gradC" and ascii_for("w2²") == "w2^2"
+    assert ascii_for("┏━┳┃╋") == "+-+|+" and ascii_for("Θé") == "Thetae"
+    assert ascii_for("run\udcff") == "run\\xff"  # an undecodable file-name byte, shown, not a crash
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_every_command_degrades_to_ascii_on_a_non_utf8_terminal(tmp_path, encoding):
+    run = optlab_in(encoding, "run", "tiny", "--steps", "3", "--out", tmp_path / "out", cwd=tmp_path)
+    stdout, _ = assert_clean(run, encoding)
+    folder = Path(stdout.splitlines()[-1])
+    assert folder.parent == tmp_path / "out" and read_metrics(folder)["status"] == "completed"
+    assert "eta=0.25" in stdout and "gradC" in stdout
+
+    sweep = optlab_in(encoding, "sweep", "tiny", "--lr", "0.1,0.2", "--steps", "3", "--out", tmp_path / "sw",
+                      cwd=tmp_path)
+    stdout, _ = assert_clean(sweep, encoding)
+    assert Path(stdout.splitlines()[-1]).parent == tmp_path / "sw"
+
+    shown = {}
+    for args in (["analyze", folder], ["list"], ["data", "info"], ["--help"], ["sweep", "--help"]):
+        shown[args[0]], _ = assert_clean(optlab_in(encoding, *args, cwd=tmp_path), encoding)
+        assert shown[args[0]].strip(), args
+    assert "theta <- theta - eta gradC" in shown["list"] and "lambdamax" in shown["analyze"]
+
+
+# ----------------------------------------------------------------------------- wrong types in metrics.json
+
+
+def _set(path: str, value) -> Callable[[dict], None]:
+    """A corruption: set `section.key` (or a top-level key) of the record to `value`."""
+    def corrupt(record: dict) -> None:
+        *section, key = path.split(".")
+        (record[section[0]] if section else record)[key] = value
+    return corrupt
+
+
+CORRUPTIONS = {
+    "summary.final_loss": _set("summary.final_loss", "0.5"),
+    "history.loss": _set("history.loss", 5),
+    "config.seed": _set("config.seed", [1, 2]),
+    "run_id": _set("run_id", 42),
+    "history.params": _set("history.params", [[0.5, -0.5], [0.1], [0.2, 0.3]]),
+    "config.lr_schedule": _set("config.lr_schedule", 5),
+    "history.step": _set("history.step", ["a", "b", "c", "d"]),
+    "status": _set("status", ["completed"]),
+    "figures.loss": _set("figures.loss", {"file": "loss.png"}),
+}
+
+
+@pytest.fixture
+def mixed_results(tmp_path, write_run) -> Callable[[str], tuple[Path, Path]]:
+    """Two good tiny runs (seeds 0 and 1) and one whose metrics.json has `corruption` applied."""
+    def make(corruption: str) -> tuple[Path, Path]:
+        root = tmp_path / "results"
+        for seed in (0, 1):
+            write_run(root, run_id=f"good-s{seed}", seed=seed)
+        bad = write_run(root, run_id="bad", seed=2)
+        record = json.loads((bad / "metrics.json").read_text())
+        CORRUPTIONS[corruption](record)
+        (bad / "metrics.json").write_text(json.dumps(record))
+        return root, bad / "metrics.json"
+    return make
+
+
+@pytest.mark.parametrize("corruption", CORRUPTIONS)
+def test_wrong_typed_metrics_are_skipped_once_naming_file_and_key(mixed_results, tmp_path, corruption):
+    root, bad = mixed_results(corruption)
+    for args in (["compare", root, "--out", tmp_path / "fig"], ["compare", root, "--group-by-seed", "--out",
+                 tmp_path / "fig2"], ["report", root, "--out", tmp_path / "r.html"],
+                 ["report", root, "--group-by-seed", "--out", tmp_path / "g.html"]):
+        result = invoke(*args)
+        assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+        assert result.exit_code == 0, result.output
+        skips = [line for line in result.stderr.splitlines() if line.startswith("skipped")]
+        assert len(skips) == 1 and str(bad) in skips[0] and corruption in skips[0], result.stderr
+    assert "good-s0" in invoke("compare", root, "--no-figures", "--format", "csv").stdout
+    page = (tmp_path / "r.html").read_text()
+    assert "good-s0" in page and "good-s1" in page and corruption in page  # the page lists the skip too
+
+
+def test_a_fifo_named_metrics_json_is_skipped_not_waited_on(tmp_path, write_run):
+    write_run(tmp_path, run_id="good")
+    (tmp_path / "pipe").mkdir()
+    os.mkfifo(tmp_path / "pipe" / "metrics.json")
+    result = subprocess.run([sys.executable, "-m", "optlab", "compare", tmp_path, "--no-figures"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert f"skipped {tmp_path / 'pipe' / 'metrics.json'}: not a regular file" in result.stderr
+    assert "good" in result.stdout
