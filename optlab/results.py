@@ -324,11 +324,27 @@ def save_params(run_dir: Path, params: Any) -> Path:
 
 
 def load_params(run_dir: Path) -> dict[str, np.ndarray]:
+    """The arrays of a run's params.npz by key; ResultsError naming the file when it cannot be read.
+
+    np.load reads a zip archive lazily, so a truncated or corrupt file fails only when an array is
+    taken out, and with whatever zipfile, zlib, tokenize (the .npy header) or numpy raise on the
+    bytes they find (BadZipFile, zlib.error, EOFError, TokenError, NotImplementedError, ...).
+    Reading has no side effects, so every one of them means "this file is damaged".
+    """
     path = Path(run_dir) / PARAMS_FILE
     if not path.exists():
         raise ResultsError(f"{run_dir}: no saved parameters ({PARAMS_FILE} is missing)")
-    with np.load(path) as data:
-        return {k: data[k] for k in data.files}
+    if not path.is_file():
+        raise ResultsError(f"{path}: not a regular file")
+    try:
+        data = np.load(path, allow_pickle=False)
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise ValueError("a single array, not an archive of arrays")
+        with data:
+            return {k: data[k] for k in data.files}
+    except Exception as e:  # see the docstring: what corrupt bytes make these libraries raise is an open list
+        detail = " ".join(str(e).split()) or type(e).__name__
+        raise ResultsError(f"{path}: cannot read the saved parameters (truncated or corrupt?): {detail}") from None
 
 
 def _key_name(key: Any) -> str:

@@ -136,3 +136,29 @@ def test_a_fifo_named_metrics_json_is_skipped_not_waited_on(tmp_path, write_run)
     assert result.returncode == 0, result.stderr
     assert f"skipped {tmp_path / 'pipe' / 'metrics.json'}: not a regular file" in result.stderr
     assert "good" in result.stdout
+
+
+# ----------------------------------------------------------------------------- saved parameters
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("tiny") / "run"
+    assert invoke("run", "tiny", "--steps", "3", "--run-dir", folder, "-q").exit_code == 0
+    return folder
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "flipped", "a single array"])
+def test_analyze_on_a_damaged_params_npz_is_one_line_naming_the_file(tiny_run, tmp_path, damage):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.json").write_bytes((tiny_run / "metrics.json").read_bytes())
+    raw = (tiny_run / "params.npz").read_bytes()
+    damaged = {"truncated": raw[: len(raw) // 2], "empty": b"", "flipped": raw[:40] + bytes(40) + raw[80:],
+               "a single array": b"\x93NUMPY\x01\x00v\x00{'descr': '<f8', 'fortran_order': False, 'shape': (2,), }"
+                                 + b" " * 53 + b"\n" + bytes(16)}[damage]
+    (run / "params.npz").write_bytes(damaged)
+    result = invoke("analyze", run)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"error: {run / 'params.npz'}: cannot read the saved parameters")
+    assert result.stderr.count("\n") == 1
