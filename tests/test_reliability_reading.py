@@ -5,12 +5,15 @@ Each test here stands for one row of README.md's "## Reliability" table.
 
 from __future__ import annotations
 
+import html
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import unquote_to_bytes
 
 import pytest
 from typer.testing import CliRunner
@@ -36,10 +39,10 @@ def optlab_in(encoding: str, *args, cwd: Path) -> subprocess.CompletedProcess:
                           cwd=cwd, timeout=300)
 
 
-def assert_clean(result: subprocess.CompletedProcess, encoding: str) -> tuple[str, str]:
-    """Exit 0, no traceback, and both streams valid in `encoding`; returns them decoded."""
+def assert_clean(result: subprocess.CompletedProcess, encoding: str, code: int = 0) -> tuple[str, str]:
+    """Exit `code`, no traceback, and both streams valid in `encoding`; returns them decoded."""
     stdout, stderr = result.stdout.decode(encoding), result.stderr.decode(encoding)
-    assert result.returncode == 0, stderr
+    assert result.returncode == code, stderr
     assert "Traceback" not in stderr and "UnicodeEncodeError" not in stderr, stderr
     return stdout, stderr
 
@@ -70,6 +73,10 @@ def test_every_command_degrades_to_ascii_on_a_non_utf8_terminal(tmp_path, encodi
         shown[args[0]], _ = assert_clean(optlab_in(encoding, *args, cwd=tmp_path), encoding)
         assert shown[args[0]].strip(), args
     assert "theta <- theta - eta gradC" in shown["list"] and "lambdamax" in shown["analyze"]
+    # typer.echo (click) writes the one-line errors: they degrade too ("2³²" -> "2^32" in ASCII)
+    _, stderr = assert_clean(optlab_in(encoding, "run", "tiny", "--seed", "-1", cwd=tmp_path), encoding, code=2)
+    assert stderr.startswith("error: --seed must be an integer in [0, 2") and stderr.count("\n") == 1
+    assert encoding != "ascii" or "[0, 2^32)" in stderr
 
 
 # ----------------------------------------------------------------------------- wrong types in metrics.json
@@ -162,3 +169,37 @@ def test_analyze_on_a_damaged_params_npz_is_one_line_naming_the_file(tiny_run, t
     assert result.exit_code == 2, result.output
     assert result.stderr.startswith(f"error: {run / 'params.npz'}: cannot read the saved parameters")
     assert result.stderr.count("\n") == 1
+
+
+# ----------------------------------------------------------------------------- hostile names in the report
+
+HOSTILE = "<img src=x onerror=alert(1)>"
+
+
+def test_markdown_twin_escapes_a_run_named_like_an_html_tag(tmp_path, write_run):
+    write_run(tmp_path / "results", run_id=HOSTILE)
+    write_run(tmp_path / "results", run_id="a_b*c|d", seed=1)
+    assert invoke("report", tmp_path / "results").exit_code == 0
+    markdown = (tmp_path / "results" / "report.md").read_text()
+    page = (tmp_path / "results" / "report.html").read_text()
+    assert "<img" not in markdown and "onerror=alert(1)&gt;" in markdown
+    assert "### &lt;img src=x onerror=alert(1)&gt;" in markdown
+    assert "| a\\_b\\*c\\|d |" in markdown  # emphasis and a cell break, taken literally
+    assert "<img src=x" not in page and html.escape(HOSTILE) in page
+
+
+def test_report_on_a_path_that_is_not_utf8(tmp_path, write_run):
+    root = tmp_path / os.fsdecode(b"results\xff")  # a folder name with byte 0xff, as Python sees it
+    run = write_run(root, run_id=os.fsdecode(b"run\xfe"))
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8"}  # strict: an unencodable name would crash the print
+    result = subprocess.run([sys.executable, "-m", "optlab", "report", os.fsencode(root)], capture_output=True,
+                            env=env, timeout=120)
+    assert result.returncode == 0, result.stderr.decode(errors="replace")
+    assert result.stdout.decode().splitlines() == [f"report: {tmp_path}/results\\xff/report.html",
+                                                   f"markdown: {tmp_path}/results\\xff/report.md"]
+    page, markdown = (root / "report.html").read_text(), (root / "report.md").read_text()
+    assert "results\\xff" in page and "run\\xfe" in page and "### run\\xfe" in markdown
+    links = re.findall(r"\]\(([^)]+)\)", markdown)
+    assert "run%FE/loss.png" in links  # the name's own bytes, so the link opens the file
+    assert all(os.path.isfile(os.fsencode(root) + b"/" + unquote_to_bytes(link)) for link in links)
+    assert run.is_dir()

@@ -84,6 +84,24 @@ def _transliterate(error: UnicodeError) -> tuple[str, int]:
 codecs.register_error(HANDLER, _transliterate)
 
 
+# click (under typer.echo) takes a stream whose codec is ASCII for a misconfigured one and writes
+# UTF-8 bytes to it instead, bypassing any error handler. The same ASCII codec under another name
+# keeps click writing through the stream, so that its text is transliterated like everyone else's.
+_ASCII_ALIAS = "optlab-ascii"
+
+
+def _find_alias(name: str) -> codecs.CodecInfo | None:
+    if name.replace("_", "-") != _ASCII_ALIAS:
+        return None
+    ascii_codec = codecs.lookup("ascii")
+    return codecs.CodecInfo(ascii_codec.encode, ascii_codec.decode, ascii_codec.streamreader,
+                            ascii_codec.streamwriter, ascii_codec.incrementalencoder,
+                            ascii_codec.incrementaldecoder, name=_ASCII_ALIAS)
+
+
+codecs.register(_find_alias)
+
+
 def _can_encode_unicode(encoding: str | None) -> bool:
     try:
         "η≤→─".encode(encoding or "ascii")
@@ -95,17 +113,27 @@ def _can_encode_unicode(encoding: str | None) -> bool:
 def degrade_to_ascii(*streams: TextIO) -> None:
     """Give each stream (default: stdout and stderr) the transliterating error handler where it needs one.
 
-    A stream that cannot encode Unicode gets it whatever its error policy was (stderr's
-    backslashreplace would print `\\u03b7`). A UTF-8 stream gets it only in place of "strict",
-    where the one thing it cannot encode, an undecodable byte of a file name, would crash;
-    an explicit surrogateescape (raw bytes back out) is left alone.
+    A stream that cannot encode Unicode gets it whatever its error policy was. A UTF-8 stream
+    gets it only in place of "strict" (would crash) and "backslashreplace" (would print
+    `\\udcff`), where the one thing it cannot encode is an undecodable byte of a file name;
+    an explicit surrogateescape (the raw bytes back out) is left alone.
     """
     for stream in streams or (sys.stdout, sys.stderr):
-        errors = getattr(stream, "errors", None)
+        errors, encoding = getattr(stream, "errors", None), getattr(stream, "encoding", None)
         if not hasattr(stream, "reconfigure") or errors == HANDLER:
             continue
-        if errors == "strict" or not _can_encode_unicode(getattr(stream, "encoding", None)):
+        if errors in ("strict", "backslashreplace") or not _can_encode_unicode(encoding):
             try:
-                stream.reconfigure(errors=HANDLER)
+                if _codec_name(encoding) == "ascii":
+                    stream.reconfigure(encoding=_ASCII_ALIAS, errors=HANDLER)
+                else:
+                    stream.reconfigure(errors=HANDLER)
             except (OSError, ValueError):  # a closed or detached stream: nothing will be printed on it
                 pass
+
+
+def _codec_name(encoding: str | None) -> str | None:
+    try:
+        return codecs.lookup(encoding or "ascii").name
+    except LookupError:
+        return None
