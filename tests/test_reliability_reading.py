@@ -203,3 +203,13 @@ def test_report_on_a_path_that_is_not_utf8(tmp_path, write_run):
     assert "run%FE/loss.png" in links  # the name's own bytes, so the link opens the file
     assert all(os.path.isfile(os.fsencode(root) + b"/" + unquote_to_bytes(link)) for link in links)
     assert run.is_dir()
+
+
+def test_every_experiment_optlab_writes_passes_the_type_checks(tmp_path):
+    """The checks refuse hand-edited files, never optlab's own: signals keeps ragged lists in its history."""
+    for args in (["signals", "--depth", "2,3", "--width", "8", "--batch-size", "8"], ["tiny", "--steps", "3"]):
+        assert invoke("run", *args, "--out", tmp_path, "-q").exit_code == 0
+    assert invoke("sweep", "tiny", "--lr", "0.1,9", "--steps", "5", "--out", tmp_path, "-q").exit_code == 0
+    result = invoke("compare", tmp_path, "--no-figures", "--format", "csv")
+    assert result.exit_code == 0 and "skipped" not in result.stderr, result.stderr
+    assert len(result.stdout.splitlines()) == 1 + 4 and "signals" in result.stdout and "diverged" in result.stdout
