@@ -6,6 +6,7 @@ Each test here stands for one row of README.md's "## Reliability" table.
 from __future__ import annotations
 
 import html
+import io
 import json
 import os
 import re
@@ -19,7 +20,7 @@ import pytest
 from typer.testing import CliRunner
 
 from optlab.cli import app
-from optlab.cli.encoding import ascii_for
+from optlab.cli.encoding import HANDLER, ascii_for, degrade_to_ascii
 from optlab.results import read_metrics
 
 ENCODINGS = ["ascii", "latin-1"]
@@ -52,6 +53,21 @@ def test_ascii_spelling_of_what_optlab_prints():
     assert ascii_for("(H + λI)⁻¹∇C") == "(H + lambdaI)^-1gradC" and ascii_for("w2²") == "w2^2"
     assert ascii_for("┏━┳┃╋") == "+-+|+" and ascii_for("Θé") == "Thetae"
     assert ascii_for("run\udcff") == "run\\xff"  # an undecodable file-name byte, shown, not a crash
+
+
+@pytest.mark.parametrize("encoding, errors, after", [
+    ("ascii", "strict", ("optlab-ascii", HANDLER)),  # renamed, or click would write UTF-8 bytes past the handler
+    ("latin-1", "backslashreplace", ("latin-1", HANDLER)),
+    ("utf-8", "strict", ("utf-8", HANDLER)),  # only an undecodable file-name byte could fail here
+    ("utf-8", "surrogateescape", ("utf-8", "surrogateescape")),  # raw bytes back out: left alone
+])
+def test_the_handler_goes_where_printing_could_fail(encoding, errors, after):
+    stream = io.TextIOWrapper(io.BytesIO(), encoding=encoding, errors=errors)
+    degrade_to_ascii(stream)
+    assert (stream.encoding, stream.errors) == after
+    stream.write("η ≤ 1\n")
+    stream.flush()
+    assert stream.buffer.getvalue() == ("eta <= 1\n" if encoding != "utf-8" else "η ≤ 1\n").encode(encoding)
 
 
 @pytest.mark.slow

@@ -18,7 +18,7 @@ import sys
 import unicodedata
 from typing import TextIO
 
-HANDLER = "optlab-ascii"
+HANDLER = "optlab-transliterate"  # the codecs error handler registered below
 
 # Symbols optlab prints whose ASCII spelling is not their compatibility decomposition.
 _SPELLED = {
