@@ -18,6 +18,7 @@ import math
 import os
 import platform
 import secrets
+import stat
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
@@ -163,18 +164,14 @@ def write_metrics(run_dir: Path, record: Mapping[str, Any]) -> Path:
 def read_metrics(path: Path) -> dict:
     """Read a run's metrics.json (the folder or the file itself).
 
-    Raises ResultsError naming the file for a missing, empty, corrupt or newer-schema file;
-    older schema versions are accepted as they are.
+    Raises ResultsError naming the file for a missing, empty, corrupt or newer-schema file, for
+    one that is not a regular file (a FIFO would block the reader forever), and for a record
+    whose values have the wrong types (see `check_types`); older schema versions are accepted.
     """
     path = Path(path)
     if path.is_dir():
         path = path / METRICS_FILE
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ResultsError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ResultsError(f"{path}: cannot read ({e})") from None
+    text = _read_regular_file(path)
     if not text.strip():
         raise ResultsError(f"{path}: empty file")
     try:
@@ -191,7 +188,111 @@ def read_metrics(path: Path) -> dict:
     missing = [k for k in REQUIRED_KEYS if k not in record]
     if missing:
         raise ResultsError(f"{path}: incomplete metrics file, missing {', '.join(missing)}")
+    problem = check_types(record)
+    if problem:
+        raise ResultsError(f"{path}: malformed metrics file, {problem}")
     return record
+
+
+def _read_regular_file(path: Path) -> str:
+    """The UTF-8 text of `path`, refusing anything but a regular file without blocking on it.
+
+    O_NONBLOCK makes opening a FIFO return at once instead of waiting for a writer; fstat on the
+    open descriptor then tells a FIFO, device or folder from a file with no race in between.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise ResultsError(f"{path}: no such file") from None
+    except OSError as e:
+        raise ResultsError(f"{path}: cannot read ({e.strerror or e})") from None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise ResultsError(f"{path}: not a regular file")
+        try:
+            return f.read().decode("utf-8")
+        except OSError as e:
+            raise ResultsError(f"{path}: cannot read ({e.strerror or e})") from None
+        except UnicodeDecodeError as e:
+            raise ResultsError(f"{path}: cannot read (not UTF-8 text: {e.reason} at byte {e.start})") from None
+
+
+# What readers of a record rely on, beyond the required keys being there. Hand-edited or foreign
+# files break these; each is then refused naming the key, instead of crashing a table or figure.
+_SECTIONS = ("config", "environment", "history", "summary", "analysis", "figures")
+_TEXT_KEYS = ("run_id", "status", "experiment")
+_CONFIG_TYPES = {"optimizer": "text", "lr_schedule": "text", "lr": "number", "seed": "integer"}
+_SUMMARY_NUMBERS = ("steps", "epochs", "final_loss", "test_error", "best_test_error", "time_to_target_s",
+                    "wall_time_s")
+# The series the compare figures draw. Other history keys are the experiment's own (signals keeps
+# per-depth lists of different lengths under grad_norm, for one).
+_HISTORY_SERIES = ("step", "loss", "epoch", "train_loss", "test_error")
+
+
+def check_types(record: Mapping[str, Any]) -> str | None:
+    """What is wrong with a complete record's types ("summary.final_loss is text, expected a number"), or None.
+
+    Only what optlab's readers use is checked: the top-level text fields, the sections being
+    objects, the config and summary values the tables show, the numeric history series the
+    figures draw (null stands for NaN) and the tiny trajectory (equal-length rows of numbers).
+    Unknown keys are left alone, so experiments may store more.
+    """
+    for key in _TEXT_KEYS:
+        if not isinstance(record[key], str):
+            return _wrong(key, record[key], "text")
+    for key in _SECTIONS:
+        if not isinstance(record[key], dict):
+            return _wrong(key, record[key], "an object")
+    if "sweep_id" in record and not isinstance(record["sweep_id"], (str, type(None))):
+        return _wrong("sweep_id", record["sweep_id"], "text")
+    for key, kind in _CONFIG_TYPES.items():
+        value = record["config"].get(key)
+        if value is not None and not _is(value, kind):
+            return _wrong(f"config.{key}", value, _EXPECTED[kind])
+    for key in _SUMMARY_NUMBERS:
+        value = record["summary"].get(key)
+        if value is not None and not _is(value, "number"):
+            return _wrong(f"summary.{key}", value, "a number")
+    for name, rel in record["figures"].items():
+        if not isinstance(rel, str) or "\0" in rel:
+            return _wrong(f"figures.{name}", rel, "a file name")
+    return _check_history(record["history"])
+
+
+def _check_history(history: Mapping[str, Any]) -> str | None:
+    for key, series in history.items():
+        if not isinstance(series, list):
+            return _wrong(f"history.{key}", series, "a list")
+        if key in _HISTORY_SERIES:
+            bad = next((v for v in series if v is not None and not _is(v, "number")), _OK)
+            if bad is not _OK:
+                return _wrong(f"history.{key}", bad, "a list of numbers", item=True)
+    rows = history.get("params", [])
+    lengths = {len(row) for row in rows if isinstance(row, list)}
+    if any(row is not None and not (isinstance(row, list) and all(v is None or _is(v, "number") for v in row))
+           for row in rows):
+        return "history.params holds an entry that is not a list of numbers"
+    if len(lengths) > 1:
+        return f"history.params has rows of different lengths ({', '.join(map(str, sorted(lengths)))})"
+    return None
+
+
+_OK = object()
+_EXPECTED = {"text": "text", "number": "a number", "integer": "an integer"}
+_JSON_KIND = {str: "text", bool: "true/false", int: "a number", float: "a number", list: "a list", dict: "an object"}
+
+
+def _is(value: Any, kind: str) -> bool:
+    if kind == "text":
+        return isinstance(value, str)
+    if isinstance(value, bool):  # JSON's true is not a number, even though Python's True is an int
+        return False
+    return isinstance(value, int) if kind == "integer" else isinstance(value, (int, float))
+
+
+def _wrong(key: str, value: Any, expected: str, item: bool = False) -> str:
+    kind = _JSON_KIND.get(type(value), type(value).__name__)
+    return f"{key} {'holds' if item else 'is'} {kind}, expected {expected}"
 
 
 def find_runs(*roots: Path) -> Iterator[Path]:
@@ -224,11 +325,27 @@ def save_params(run_dir: Path, params: Any) -> Path:
 
 
 def load_params(run_dir: Path) -> dict[str, np.ndarray]:
+    """The arrays of a run's params.npz by key; ResultsError naming the file when it cannot be read.
+
+    np.load reads a zip archive lazily, so a truncated or corrupt file fails only when an array is
+    taken out, and with whatever zipfile, zlib, tokenize (the .npy header) or numpy raise on the
+    bytes they find (BadZipFile, zlib.error, EOFError, TokenError, NotImplementedError, ...).
+    Reading has no side effects, so every one of them means "this file is damaged".
+    """
     path = Path(run_dir) / PARAMS_FILE
     if not path.exists():
         raise ResultsError(f"{run_dir}: no saved parameters ({PARAMS_FILE} is missing)")
-    with np.load(path) as data:
-        return {k: data[k] for k in data.files}
+    if not path.is_file():
+        raise ResultsError(f"{path}: not a regular file")
+    try:
+        data = np.load(path, allow_pickle=False)
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise ValueError("a single array, not an archive of arrays")
+        with data:
+            return {k: data[k] for k in data.files}
+    except Exception as e:  # see the docstring: what corrupt bytes make these libraries raise is an open list
+        detail = " ".join(str(e).split()) or type(e).__name__
+        raise ResultsError(f"{path}: cannot read the saved parameters (truncated or corrupt?): {detail}") from None
 
 
 def _key_name(key: Any) -> str:

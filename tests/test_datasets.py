@@ -6,6 +6,7 @@ import dataclasses
 import functools
 import hashlib
 import http.server
+import os
 import socket
 import sys
 import threading
@@ -20,7 +21,10 @@ from optlab.data.idx import write_idx
 from optlab.errors import ConfigError, DataError
 from optlab.registry import Registry
 
-SHARED_MNIST = Path(__file__).parents[2] / "shared/data/mnist"
+# The real files: $OPTLAB_DATA if it names an "mnist" folder (read before `isolated` unsets it), else shared/data/mnist
+# beside the checkout.
+_ENV_DATA = Path(os.environ.get(datasets.ENV_VAR, ""))
+SHARED_MNIST = _ENV_DATA if _ENV_DATA.name == "mnist" else Path(__file__).parents[2] / "shared/data/mnist"
 SYSTEM_FASHION = datasets.SYSTEM_ROOTS[0] / "fashion-mnist"
 STEMS = dict(zip(ROLES, ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",
                          "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]))
@@ -367,3 +371,53 @@ def test_a_folder_of_mnist_files_is_not_taken_for_fashion_mnist():
     assert [s.found_in for s in datasets.locate("mnist", SHARED_MNIST, verify=False)] == ["data-dir"] * 4
     # ... and is passed over for Fashion-MNIST, which (with no other copy here) is missing.
     assert [s.found_in for s in datasets.locate("fashion-mnist", SHARED_MNIST, verify=False)] == ["missing"] * 4
+
+
+# ---------------------------------------------------------------- bad entries in place of files
+
+@pytest.mark.parametrize("split", ["test", "train"])
+def test_an_empty_split_is_a_data_error_naming_the_file(tmp_path, split):
+    write_dataset(tmp_path / "d", **{f"n_{split}": 0})  # valid IDX files of 0 images and 0 labels
+    images = tmp_path / "d" / (STEMS[f"{split}-images"] + ".gz")
+    with pytest.raises(DataError, match=f"^{images}: the {split} split holds 0 images; it needs at least one$"):
+        load("mnist", tmp_path / "d")
+
+
+def test_an_empty_test_split_stops_a_run_with_one_line_not_a_division_by_zero(tmp_path, cli):
+    write_dataset(tmp_path / "d", n_test=0)
+    result = cli("run", "mnist", "--data-dir", tmp_path / "d", "--epochs", "1", "--batch-size", "2",
+                 "--out", tmp_path / "out")
+    assert result.exit_code == 2, result.output
+    assert result.output == f"error: {tmp_path / 'd' / 't10k-images-idx3-ubyte.gz'}: the test split holds 0 images; " \
+                            "it needs at least one\n"
+
+
+def _plant(path: Path, kind: str) -> None:
+    path.unlink()
+    if kind == "folder":
+        path.mkdir()
+    elif kind == "broken symlink":
+        path.symlink_to(path.parent / "gone.gz")
+    else:
+        os.mkfifo(path)
+
+
+@pytest.mark.parametrize("kind, problem", [("folder", "is a folder"),
+                                           ("broken symlink", "is a broken symbolic link (to "),
+                                           ("fifo", "is not a regular file")])
+def test_a_bad_entry_in_place_of_a_file_is_named_instead_of_downloading(tmp_path, monkeypatch, mirror, cli,
+                                                                         kind, problem):
+    serve_mnist_fixture(tmp_path, monkeypatch, [mirror])  # a download would succeed: it must not be tried
+    write_dataset(tmp_path / "d")
+    bad = tmp_path / "d" / "t10k-labels-idx1-ubyte.gz"
+    _plant(bad, kind)
+    with pytest.raises(DataError) as info:
+        load("mnist", tmp_path / "d")
+    assert str(info.value).startswith(f"{bad} {problem}") and "\n" not in str(info.value)
+    assert "mnist test-labels file; remove it or put the file there" in str(info.value)
+    assert not (tmp_path / "cache").exists()
+    for command in (["data", "info"], ["data", "fetch", "mnist"]):
+        result = cli(*command, "--data-dir", tmp_path / "d")
+        assert result.exit_code == 2 and result.output.count("\n") == 1, result.output
+        assert result.output.startswith(f"error: {bad} {problem}")
+    assert not (tmp_path / "cache").exists()

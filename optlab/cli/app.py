@@ -52,4 +52,8 @@ app = typer.Typer(
 
 
 def main() -> None:
+    """The `optlab` command: first make printing safe on non-UTF-8 terminals, then run the app."""
+    from optlab.cli.encoding import degrade_to_ascii
+
+    degrade_to_ascii()
     app()

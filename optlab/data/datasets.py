@@ -191,10 +191,28 @@ def locate(name: str, data_dir: str | Path | None = None, verify: bool = True) -
 def _find(spec: DatasetSpec, f: DataFile, folders: list[tuple[str, Path]], verify: bool) -> FileStatus:
     for label, folder in folders:
         for candidate in (folder / f.download_name, folder / f.stem):
+            _refuse_non_file(spec, f, candidate)
             if candidate.is_file() and not _belongs_elsewhere(spec, f, candidate, folder.name != spec.name):
                 verified = _verify(candidate, f) if verify else None
                 return FileStatus(spec.name, f.role, candidate.name, candidate, label, verified)
     return FileStatus(spec.name, f.role, f.download_name, None, "missing", None)
+
+
+def _refuse_non_file(spec: DatasetSpec, f: DataFile, path: Path) -> None:
+    """DataError for a folder, broken symlink or FIFO where a data file belongs.
+
+    Passing over it would look elsewhere and then download, leaving the user to wonder why the
+    file they put there was not used; naming it says what to fix.
+    """
+    if path.is_symlink() and not path.exists():
+        problem = f"is a broken symbolic link (to {os.readlink(path)})"
+    elif path.is_dir():
+        problem = "is a folder"
+    elif path.exists() and not path.is_file():
+        problem = "is not a regular file"
+    else:
+        return
+    raise DataError(f"{path} {problem}, not the {spec.name} {f.role} file; remove it or put the file there")
 
 
 def _belongs_elsewhere(spec: DatasetSpec, f: DataFile, path: Path, shared_folder: bool) -> bool:
@@ -206,7 +224,7 @@ def _belongs_elsewhere(spec: DatasetSpec, f: DataFile, path: Path, shared_folder
     """
     if not shared_folder:
         return False
-    digest = sha256_of(path)
+    digest = _digest(path)
     others = (g for entry in DATASETS if entry.name != spec.name for g in entry.value.files if g.role == f.role)
     return not f.accepts(digest) and any(g.accepts(digest) for g in others)
 
@@ -214,8 +232,12 @@ def _belongs_elsewhere(spec: DatasetSpec, f: DataFile, path: Path, shared_folder
 def _verify(path: Path, f: DataFile) -> bool | None:
     if not (f.sha256_gz or f.sha256_raw):
         return None
+    return f.accepts(_digest(path))
+
+
+def _digest(path: Path) -> str:
     try:
-        return f.accepts(sha256_of(path))
+        return sha256_of(path)
     except OSError as e:
         raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
 
@@ -272,7 +294,7 @@ def load(name: str, data_dir: str | Path | None = None) -> Dataset:
     """Load a registered dataset, downloading missing files into the cache first.
 
     Checks that images are 3-D uint8 of the dataset's image size, labels 1-D uint8 below the class
-    count, and that each split has as many labels as images. Checksums are checked by `locate`/`fetch`
+    count, and that each split has as many labels as images, and at least one. Checksums are checked by `locate`/`fetch`
     (`optlab data info`), not on every load.
     """
     spec = DATASETS[name]
@@ -282,7 +304,7 @@ def load(name: str, data_dir: str | Path | None = None) -> Dataset:
     paths = {s.role: s.path for s in statuses}
     arrays = {role: read_idx(path) for role, path in paths.items()}
     for split in ("train", "test"):
-        _check_split(spec, paths[f"{split}-images"], arrays[f"{split}-images"],
+        _check_split(spec, split, paths[f"{split}-images"], arrays[f"{split}-images"],
                      paths[f"{split}-labels"], arrays[f"{split}-labels"])
     folders = sorted({str(p.parent) for p in paths.values()})
     return Dataset(
@@ -295,8 +317,9 @@ def load(name: str, data_dir: str | Path | None = None) -> Dataset:
     )
 
 
-def _check_split(spec: DatasetSpec, images_path: Path, images: np.ndarray,
+def _check_split(spec: DatasetSpec, split: str, images_path: Path, images: np.ndarray,
                  labels_path: Path, labels: np.ndarray) -> None:
+    """DataError naming the file for anything training or testing on this split would trip over."""
     if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != spec.image_shape:
         height, width = spec.image_shape
         raise DataError(f"{images_path}: expected uint8 images of shape (N, {height}, {width}), "
@@ -305,5 +328,7 @@ def _check_split(spec: DatasetSpec, images_path: Path, images: np.ndarray,
         raise DataError(f"{labels_path}: expected a 1-D uint8 array of labels, found {labels.dtype} {labels.shape}")
     if len(images) != len(labels):
         raise DataError(f"{images_path} holds {len(images)} images but {labels_path} holds {len(labels)} labels")
+    if not len(images):  # a valid IDX file, but every error rate over it would divide by zero
+        raise DataError(f"{images_path}: the {split} split holds 0 images; it needs at least one")
     if len(labels) and labels.max() >= spec.classes:
         raise DataError(f"{labels_path}: label {labels.max()} out of range 0..{spec.classes - 1}")

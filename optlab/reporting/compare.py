@@ -95,21 +95,13 @@ def load_runs(paths: Sequence[Path]) -> tuple[list[Run], list[Skipped]]:
     for folder in find_runs(*roots):
         file = folder / METRICS_FILE
         try:
-            record = read_metrics(file)
-            _check_shape(file, record)
+            record = read_metrics(file)  # also checks the types every reader here relies on
         except ResultsError as e:
             reason = str(e).removeprefix(f"{file}: ")
             skipped.append(Skipped(file, reason))
             continue
         runs.append(Run(folder, record))
     return runs, skipped
-
-
-def _check_shape(file: Path, record: dict) -> None:
-    """Reject records whose sections are not the dicts the contract promises (hand-edited files)."""
-    for key in ("config", "history", "summary", "analysis", "figures"):
-        if not isinstance(record.get(key), dict):
-            raise ResultsError(f"{file}: malformed metrics file, {key!r} is not an object")
 
 
 # ----------------------------------------------------------------------------- columns

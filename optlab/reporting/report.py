@@ -26,7 +26,7 @@ import numpy as np
 
 from optlab.errors import ConfigError
 from optlab.reporting.compare import RUN_SPECIFIC_KEYS, Row, Run, Skipped
-from optlab.reporting.tables import markdown_table, table_cells
+from optlab.reporting.tables import markdown_table, md_text, table_cells
 from optlab.results import write_atomic
 
 _MIME = {".png": "image/png", ".svg": "image/svg+xml", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
@@ -194,13 +194,14 @@ def write_report(rows: Sequence[Row], skipped: Sequence[Skipped], html_path: Pat
     overlays = compare_figures(rows, html_path.parent / f"{html_path.stem}-figures")
     runs = [run for row in rows for run in row.runs]
     title = f"optlab report{': ' + source if source else ''}"
-    write_atomic(html_path, _html(title, rows, skipped, overlays, runs).encode())
-    write_atomic(md_path, _markdown(title, rows, skipped, overlays, runs, md_path.parent).encode())
+    write_atomic(html_path, _encoded(_html(title, rows, skipped, overlays, runs)))
+    write_atomic(md_path, _encoded(_markdown(title, rows, skipped, overlays, runs, md_path.parent)))
     return html_path, md_path
 
 
 _CSS = """
-body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:2rem auto;max-width:1200px;padding:0 1rem;color:#222}
+body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:2rem auto;max-width:1200px;
+padding:0 1rem;color:#222}
 h1{font-size:1.6rem}h2{border-bottom:1px solid #ddd;padding-bottom:.2rem;margin-top:2.5rem}h3{margin-top:1.8rem}
 table{border-collapse:collapse;font-size:13px;display:block;overflow-x:auto}
 th,td{padding:.25rem .6rem;border-bottom:1px solid #eee;text-align:right;white-space:nowrap}
@@ -226,7 +227,8 @@ def _html_table(rows: Sequence[Row]) -> str:
     trs = []
     for row, texts in zip(rows, body):
         tds = [f"<td>{html.escape(t)}</td>" for t in texts]
-        tds[status_at] = f'<td class="status-{html.escape(str(row.values["status"]))}">{html.escape(texts[status_at])}</td>'
+        status = html.escape(str(row.values["status"]))
+        tds[status_at] = f'<td class="status-{status}">{html.escape(texts[status_at])}</td>'
         trs.append(f"<tr>{''.join(tds)}</tr>")
     return f'<table id="runs"><thead><tr>{ths}</tr></thead><tbody>{"".join(trs)}</tbody></table>'
 
@@ -273,19 +275,29 @@ def _meta(run: Run) -> str:
 
 def _markdown(title: str, rows: Sequence[Row], skipped: Sequence[Skipped], overlays: Sequence[FigureFile],
               runs: Sequence[Run], base: Path) -> str:
+    """The report as Markdown: every text taken from run folders goes through md_text, so none is markup."""
     def link(path: Path, caption: str) -> str:
         rel = Path(os.path.relpath(path.resolve(), base.resolve())).as_posix()
-        return f"![{caption.replace(']', ')')}]({quote(rel)})\n"
+        return f"![{md_text(caption)}]({quote(os.fsencode(rel))})\n"  # fsencode: the name's own bytes, %-quoted
 
-    lines = [f"# {title}\n", markdown_table(rows, drop_empty=True)]
+    lines = [f"# {md_text(title)}\n", markdown_table(rows, drop_empty=True)]
     if skipped:
-        lines.append("## Skipped\n\n" + "".join(f"- `{s.path}`: {s.reason}\n" for s in skipped))
+        lines.append("## Skipped\n\n" + "".join(f"- {md_text(s.path)}: {md_text(s.reason)}\n" for s in skipped))
     own = run_figures(runs)
     for exp in dict.fromkeys(str(r.record["experiment"]) for r in runs):
-        lines.append(f"## {exp}\n")
+        lines.append(f"## {md_text(exp)}\n")
         lines += [link(f.path, f.caption) for f in overlays if f.experiment == exp]
         for run in (r for r in runs if str(r.record["experiment"]) == exp):
-            lines.append(f"### {run.record['run_id']}\n\n{_meta(run)}\n")
-            lines += [link(file, f"{run.record['run_id']}: {name}") if file else f"*figure {name} is missing*\n"
-                      for r, name, file in own if r is run]
+            lines.append(f"### {md_text(run.record['run_id'])}\n\n{md_text(_meta(run))}\n")
+            lines += [link(file, f"{run.record['run_id']}: {name}") if file
+                      else f"*figure {md_text(name)} is missing*\n" for r, name, file in own if r is run]
     return "\n".join(lines)
+
+
+def _encoded(text: str) -> bytes:
+    """UTF-8 of a page, with any byte of a file name that was not UTF-8 (a surrogate escape) shown as `\\xff`.
+
+    Paths are decoded with surrogateescape, so a folder named with byte 0xff arrives as '\\udcff',
+    which UTF-8 cannot encode; the page names it the way Python's own messages would.
+    """
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace").encode("utf-8")

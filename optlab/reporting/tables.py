@@ -7,8 +7,10 @@ raw numbers so that they can be piped into other tools.
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -131,13 +133,31 @@ def _fit(head: list[str], body: list[list[str]], width: int) -> list[str]:
     return hidden
 
 
+_MD_INLINE = re.compile(r"([\\`*_\[\]|~])")  # emphasis, code, links, table cells, strike-through
+# What would make the text a list item, heading or setext underline at the start of a line.
+_MD_LINE_START = (re.compile(r"^(\s*)([-+=#])"), re.compile(r"^(\s*\d{1,9})([.)])(?=\s|$)"))
+
+
+def md_text(text: object) -> str:
+    """`text` as literal Markdown: its own syntax backslash-escaped, < > & as HTML entities, on one line.
+
+    Run names are folder names, and a folder may be called `<img src=x onerror=alert(1)>`:
+    Markdown renderers pass raw HTML through, so it must not reach them as a tag.
+    """
+    one_line = " ".join(str(text).splitlines())
+    escaped = _MD_INLINE.sub(r"\\\1", one_line)
+    for pattern in _MD_LINE_START:
+        escaped = pattern.sub(r"\1\\\2", escaped)
+    return html.escape(escaped, quote=False)
+
+
 def markdown_table(rows: Sequence[Row], drop_empty: bool = False) -> str:
-    """A GitHub-flavoured Markdown table (numbers right-aligned), one line per row."""
+    """A GitHub-flavoured Markdown table (numbers right-aligned), one line per row, every cell `md_text`."""
     head, body = table_cells(rows, drop_empty)
     left = {"run", "experiment", "optimizer", "lr", "status"}
     lines = ["| " + " | ".join(head) + " |",
              "|" + "|".join("---" if h in left else "---:" for h in head) + "|"]
-    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in texts) + " |" for texts in body]
+    lines += ["| " + " | ".join(md_text(c) for c in texts) + " |" for texts in body]
     return "\n".join(lines) + "\n"
 
 
