@@ -23,14 +23,18 @@ def _parse(flag: str, raw: str | None, parser, default):
         raise ConfigError(f"{flag} {e}, got {raw!r}") from None
 
 
+def _opt(name: str, metavar: str, help: str):
+    return typer.Option(None, name, metavar=metavar, help=help, show_default=False)
+
+
 @app.command("analyze")
 def analyze_command(
     run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="a run folder with metrics.json and params.npz"),
-    k: str | None = typer.Option(None, "--k", metavar="INT", help="extreme eigenvalues at each end (default: 20)", show_default=False),
-    subset: str | None = typer.Option(None, "--subset", metavar="INT", help="networks: training images the loss is taken on (default: 1000)", show_default=False),
-    probes: str | None = typer.Option(None, "--probes", metavar="INT", help="networks: random vectors for the trace and the density (default: 10)", show_default=False),
-    seed: str | None = typer.Option(None, "--seed", metavar="INT", help="seed of the random start and probe vectors (default: 0)", show_default=False),
-    data_dir: str | None = typer.Option(None, "--data-dir", metavar="DIR", help="networks: dataset folder (default: the run's)", show_default=False),
+    k: str | None = _opt("--k", "INT", "extreme eigenvalues at each end (default: 20)"),
+    subset: str | None = _opt("--subset", "INT", "networks: training images the loss is taken on (default: 1000)"),
+    probes: str | None = _opt("--probes", "INT", "networks: random vectors for the trace and density (default: 10)"),
+    seed: str | None = _opt("--seed", "INT", "seed of the random start and probe vectors (default: 0)"),
+    data_dir: str | None = _opt("--data-dir", "DIR", "networks: dataset folder (default: the run's)"),
 ) -> None:
     """The Hessian at a run's final parameters: extreme eigenvalues, trace, spectral density.
 
@@ -50,7 +54,8 @@ def analyze_command(
     if analyze is None:
         raise ConfigError(f"{run_dir}: a {record['experiment']!r} run has no trained parameters to analyze")
     report = analyze(record, saved, options)
-    plots.spectral_density(run_dir / "spectral_density.png", report["density"]["eigenvalue"], report["density"]["density"],
+    density = report["density"]
+    plots.spectral_density(run_dir / "spectral_density.png", density["eigenvalue"], density["density"],
                            report["top_eigenvalues"], title=f"Hessian spectrum ({report['data']})")
     record["analysis"] = {**record["analysis"], "hessian": report}
     record["figures"] = {**record["figures"], "spectral_density": "spectral_density.png"}

@@ -126,7 +126,8 @@ class AnalyzeOptions:
     def k_for(self, n: int) -> int:
         """Eigenvalues at each end for a Hessian of n parameters: --k (at most n), by default 20."""
         if self.k is not None and self.k > n:
-            raise ConfigError(f"--k {self.k:,} is more than the {n:,} parameters of this run (a Hessian has n eigenvalues)")
+            raise ConfigError(f"--k {self.k:,} is more than the {n:,} parameters of this run "
+                              "(a Hessian has n eigenvalues)")
         return min(self.k or 20, n)
 
 

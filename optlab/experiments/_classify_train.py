@@ -242,9 +242,7 @@ class EpochLoop:
             train_time += time.perf_counter() - t0
             params = _lazy(lambda state=state: self.program.params(state))
             done = self._record(e, rows, epoch_time, train_time, params, kept, test)
-            for i in self._recorded(e):
-                if self.logs[i].live:
-                    self.curvatures[i].measure(e, lambda i=i: self.program.lane(params(), i), self.logs[i].history["lr"][-1])
+            self._measure(e, params)
             self.report(e, done, epoch_time)
             for i in self._recorded(e):
                 self.save(i, self.logs[i], self.curvatures[i])
@@ -270,6 +268,13 @@ class EpochLoop:
                 kept[i] = (self.program.lane(params(), i), self.program.lane(devices.to_host(test["active"]), i))
         return done
 
+    def _measure(self, e: int, params: Callable[[], Any]) -> None:
+        """--analyze: each live configuration's curvature after epoch e (if it is one of its epochs)."""
+        for i in self._recorded(e):
+            if self.logs[i].live:
+                lr = self.logs[i].history["lr"][-1]
+                self.curvatures[i].measure(e, lambda i=i: self.program.lane(params(), i), lr)
+
     def _recorded(self, e: int) -> list[int]:
         return [i for i, log in enumerate(self.logs) if log.history["epoch"] and log.history["epoch"][-1] == e]
 
@@ -294,7 +299,8 @@ def run_one(cfg, dataset, n_train: int, sizes, ctx: RunContext) -> RunResult:
 
     program = Program(
         1, lambda state: epoch(state, hp, data.train_images, data.train_labels),
-        lambda p: (evaluate_train(p, data.train_images, data.train_labels), evaluate(p, data.test_images, data.test_labels)),
+        lambda p: (evaluate_train(p, data.train_images, data.train_labels),
+                   evaluate(p, data.test_images, data.test_labels)),
         lambda arrays: [np.asarray(a)[None] for a in arrays], lambda state: state.params, lambda tree, i: tree)
     log, saver, curvature = Log(cfg), Checkpoints(cfg, ctx), Curvature(cfg, data.train_images, data.train_labels)
     first, state, train_time = saver.restore(log, curvature, state) if ctx.resume_from else (1, state, 0.0)
@@ -353,7 +359,8 @@ def run_lanes(cfgs, dataset, n_train: int, sizes, lanes, run_dirs, progress, sav
     loop = EpochLoop(program, logs, curvatures, compile_time,
                      lambda e, done, epoch_time: progress.advance(done, [log.summary for log in logs]), save)
     kept = loop.run(state)
-    return [finish(d, log, c, p, a, len(dataset.test_images)) for d, log, c, (p, a) in zip(run_dirs, logs, curvatures, kept)]
+    n_test = len(dataset.test_images)
+    return [finish(d, log, c, p, a, n_test) for d, log, c, (p, a) in zip(run_dirs, logs, curvatures, kept)]
 
 
 def finish(run_dir, log: Log, curvature: Curvature, params, active, n_test: int) -> RunResult:

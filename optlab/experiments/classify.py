@@ -52,7 +52,8 @@ def validate(cfg, dataset: datasets.Dataset | None = None) -> tuple:
         raise ConfigError(f"--batch-size {cfg.batch_size:,} is larger than the training set ({n_train:,} images)")
     if cfg.data_parallel and cfg.batch_size % len(jax.devices()):
         n = len(jax.devices())
-        raise ConfigError(f"--batch-size {cfg.batch_size:,} does not split evenly over {n} devices (--data-parallel): use a multiple of {n}")
+        raise ConfigError(f"--batch-size {cfg.batch_size:,} does not split evenly over {n} devices (--data-parallel): "
+                          f"use a multiple of {n}")
     return dataset, n_train, sizes
 
 
@@ -148,7 +149,8 @@ DATASET_DEFAULTS = {
     # it reaches about 90.3% test accuracy in 20 epochs, with σ = 0.3 about 89.3%.
     "fashion-mnist": NETWORK_DEFAULTS,
 }
-NETWORK_LRS = {"gd": 0.1, "momentum": 0.01, "nesterov": 0.01, "adagrad": 0.01, "adadelta": 1.0, "rmsprop": 1e-3, "adam": 1e-3}
+NETWORK_LRS = {"gd": 0.1, "momentum": 0.01, "nesterov": 0.01, "adagrad": 0.01, "adadelta": 1.0, "rmsprop": 1e-3,
+               "adam": 1e-3}
 NETWORK_METRICS = ("test_error", "best_test_error", "final_loss")
 
 

@@ -92,7 +92,8 @@ def inputs(cfg) -> tuple[jax.Array, jax.Array, str]:
     if all(s.path is not None for s in datasets.locate("mnist", cfg.data_dir, verify=False)):
         data = datasets.load("mnist", cfg.data_dir)
         if cfg.batch_size > len(data.train_images):
-            raise ConfigError(f"--batch-size {cfg.batch_size:,} is more than the {len(data.train_images):,} MNIST images")
+            available = len(data.train_images)
+            raise ConfigError(f"--batch-size {cfg.batch_size:,} is more than the {available:,} MNIST images")
         images, labels = data.train_images[: cfg.batch_size], data.train_labels[: cfg.batch_size]
         source = f"the first {cfg.batch_size:,} MNIST training images ({data.source})"
     else:
@@ -126,8 +127,9 @@ def _run(cfg, x, labels, source: str, ctx: RunContext) -> RunResult:
     ctx.progress.stop()
     deepest = max(cfg.depth)
     lines = [_line(rows, j, cfg.width) for j, d in enumerate(rows["depth"]) if d == deepest]
-    plots.signals(ctx.run_dir / "signals.png", [(f"{l['init']} ×{l['init_scale']:g}", rows["activation_std"][l["row"]],
-                                                 rows["grad_norm"][l["row"]]) for l in lines],
+    plots.signals(ctx.run_dir / "signals.png", [(f"{line['init']} ×{line['init_scale']:g}",
+                                                 rows["activation_std"][line["row"]], rows["grad_norm"][line["row"]])
+                                                for line in lines],
                   title=f"ReLU MLP, {deepest} hidden layers of {cfg.width}, at initialisation")
     for line in lines:
         del line["row"]
@@ -151,8 +153,8 @@ def _line(rows: dict, j: int, width: int) -> dict:
 def summary_line(record: dict) -> str:
     """The per-layer factor of each init at the deepest depth, measured and in theory."""
     summary = record["summary"]
-    factors = ", ".join(f"{l['init']}×{l['init_scale']:g} {l['forward_factor']:.3g} (theory {l['theory_factor']:.3g})"
-                        for l in summary["lines"])
+    factors = ", ".join(f"{f['init']}×{f['init_scale']:g} {f['forward_factor']:.3g} (theory {f['theory_factor']:.3g})"
+                        for f in summary["lines"])
     return f"signals, {summary['depth']} layers: activation std × per layer: {factors}"
 
 
@@ -174,7 +176,8 @@ EXPERIMENTS.register(
         defaults={"depth": tuple(range(2, 21)), "init": ("glorot", "he", "normal"), "init_scale": (0.5, 1.0, 2.0),
                   "batch_size": 256},
         parsers={"init": _inits,
-                 "init_scale": config.number_list(config.positive, None, "comma-separated positive scales (e.g. 0.5,1,2)")},
+                 "init_scale": config.number_list(config.positive, None,
+                                                  "comma-separated positive scales (e.g. 0.5,1,2)")},
         trains=False,
         summary_line=summary_line,
     ),

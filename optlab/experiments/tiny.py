@@ -128,7 +128,7 @@ LANE_BYTES = 64 * 1024  # generous for one 2-weight configuration and its histor
 
 
 def run_lanes(cfgs, lanes, run_dirs, progress, save_progress=None) -> list[RunResult]:
-    """Whole runs of configurations that differ only in array-valued settings (SWEEPING.array_keys), as one vmapped program.
+    """Whole runs of configurations that differ only in array settings (SWEEPING.array_keys), as one vmapped program.
 
     Each lane is run_fn(cfg) from its own seed's key (one program, so nothing to save on the
     way: `save_progress` is unused); lanes never mix, so one that diverges
@@ -224,8 +224,9 @@ def summary_line(record: dict) -> str:
     head = training_head(record)
     if record["status"] == "diverged":
         return f"[red]{head}: diverged[/] (the loss blew up at step {summary.get('diverged_at_step')})"
-    return (f"{head}: loss {summary['final_loss']:.6g} after {summary['steps']} steps, |∇C| = {analysis['grad_norm']:.2g}, "
-            f"{analysis['critical_point']}" + (", oscillating" if summary.get("oscillating") else ""))
+    return (f"{head}: loss {summary['final_loss']:.6g} after {summary['steps']} steps, "
+            f"|∇C| = {analysis['grad_norm']:.2g}, {analysis['critical_point']}"
+            + (", oscillating" if summary.get("oscillating") else ""))
 
 
 def overlays(lines: Sequence[tuple[str, dict]], stem: Path) -> list[tuple[Path, str]]:

@@ -13,7 +13,6 @@ w1 = w2 = ±√1.46 with C = 0.1184 (Hessian eigenvalues 0.16 and 5.84).
 from __future__ import annotations
 
 import math
-
 from typing import TYPE_CHECKING
 
 import numpy as np

@@ -56,7 +56,8 @@ def resume(run_dir: Path, quiet: bool = False, bar: Progress | None = None) -> R
     cfg = resolve.resolve([config.Layer(settings, f"metrics.json of {run_dir}")])
     experiment = EXPERIMENTS[cfg.experiment]
     if not experiment.resumable:
-        raise ResultsError(f"{run_dir}: a {cfg.experiment} run is one compiled program with no checkpoints; run it again")
+        raise ResultsError(f"{run_dir}: a {cfg.experiment} run is one compiled program with no checkpoints; "
+                           "run it again")
     job = experiment.prepare(cfg)
     record.pop("error", None)
     record.update(status="running", environment=results.environment())

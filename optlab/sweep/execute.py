@@ -91,7 +91,10 @@ def _run_id(i: int, cfg: RunConfig, sweep: Sweep) -> str:
     parts = [f"{i:03d}", cfg.experiment, cfg.optimizer]
     for key in sweep.varied:
         value = getattr(cfg, key)
-        value = "x".join(map(str, value)) if isinstance(value, tuple) else f"{value:g}" if isinstance(value, float) else value
+        if isinstance(value, tuple):
+            value = "x".join(map(str, value))
+        elif isinstance(value, float):
+            value = f"{value:g}"
         if key != "optimizer":
             parts.append(f"{key.replace('_', '')}{value}")
     return "-".join(str(p) for p in parts)
