@@ -209,3 +209,15 @@ def test_the_registry_forgets_an_unregistered_experiment(bowl):
     assert "bowl-copy" not in EXPERIMENTS
     with pytest.raises(ConfigError, match="unknown experiment 'bowl-copy'"):
         EXPERIMENTS.unregister("bowl-copy")
+
+
+def test_experiment_modules_import_without_jax():
+    """So that the commands that only read results (compare, report, list, --help) can use the registry."""
+    import subprocess
+
+    code = ("import sys, optlab.experiments, optlab.problems.tiny, optlab.runs.record, optlab.reporting.report; "
+            "print(sorted(m for m in ('jax', 'optax') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
