@@ -1,9 +1,10 @@
 """Image classification with a ReLU MLP (the lecture's MNIST network), one compiled call per epoch.
 
 One experiment per registered dataset (optlab.data.datasets.DATASETS), named after it. The
-training itself (JAX) is in the private `_classify_train`, imported when there is work to do;
-its public pieces (hyperparams, initial_state, train_epoch, make_tx_for, run_lanes, …) are
-reachable here too, as `classify.NAME`.
+training itself (JAX) is in the private `_classify_train` (the compiled programs) and
+`_classify_loop` (the host epoch loop), imported when there is work to do; their public pieces
+(hyperparams, initial_state, train_epoch, make_tx_for, run_lanes, Log, …) are reachable here too,
+as `classify.NAME`.
 """
 
 from __future__ import annotations
@@ -170,9 +171,9 @@ _TRAINING = ("Data", "Log", "Checkpoints", "Curvature", "EpochLoop", "Program", 
 
 
 def __getattr__(name: str):
-    """The training pieces (`classify.hyperparams`, …) from `_classify_train`, importing JAX only when asked."""
+    """The training pieces (`classify.hyperparams`, `classify.Log`, …), importing JAX only when asked."""
     if name in _TRAINING:
-        from optlab.experiments import _classify_train
+        from optlab.experiments import _classify_train  # which also holds _classify_loop's Log, EpochLoop, …
 
         return getattr(_classify_train, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
