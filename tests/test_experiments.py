@@ -221,3 +221,14 @@ def test_experiment_modules_import_without_jax():
                           cwd=Path(__file__).resolve().parents[1])
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_an_experiment_without_analyze_or_sweep_hooks_is_refused_in_one_line(tmp_path, write_run):
+    run = write_run(tmp_path, experiment="signals", run_id="signals-run")
+    results.save_params(run, {})  # what a signals run saves: nothing trained
+    analyzed = cli("analyze", run)
+    assert analyzed.exit_code == 2 and analyzed.output.count("\n") == 1
+    assert analyzed.output == f"error: {run}: a 'signals' run has no trained parameters to analyze\n"
+    swept = cli("sweep", "signals", "--set", "width=8,16", "--out", tmp_path / "out")
+    assert swept.exit_code == 2 and swept.output == "error: experiment 'signals' cannot be swept yet\n"
+    assert not (tmp_path / "out").exists()
