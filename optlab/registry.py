@@ -37,6 +37,10 @@ class Registry(Generic[T]):
         self._entries[name] = Entry(name, help, value)
         return value
 
+    def unregister(self, name: str) -> T:
+        """Remove `name` and return its value: for a plug-in registered only for a while (a test's)."""
+        return self._entries.pop(self.entry(name).name).value
+
     def __call__(self, name: str, help: str) -> Callable[[T], T]:
         """Decorator form: `@OPTIMIZERS("adam", "Adam (Kingma & Ba, 2015)")`."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -229,7 +230,10 @@ def test_cli_sweep_best_toml_reruns_to_the_same_numbers(tmp_path):
     again = results.read_metrics(Path(rerun.stdout.strip().splitlines()[-1]))
     best = results.read_metrics(sweep_dir / summary["best"])
     assert again["history"]["loss"] == best["history"]["loss"]
-    assert {k: v for k, v in again["config"].items() if k != "out"} == {k: v for k, v in best["config"].items() if k != "out"}
+    def settings(record: dict) -> dict:
+        return {k: v for k, v in record["config"].items() if k != "out"}
+
+    assert settings(again) == settings(best)
 
 
 def test_sweep_grid_from_a_toml_file_with_flags_winning(tmp_path):
@@ -322,3 +326,36 @@ def test_an_interrupted_network_sweep_keeps_every_finished_epoch(tmp_path):
     for record in records:
         assert record["status"] == "interrupted"
         assert record["history"]["epoch"] == [1, 2] and record["summary"]["epochs"] == 2
+
+
+def network_sweep_args(data: Path, out: Path, *extra: str) -> list[str]:
+    return ["sweep", "mnist", "--opt", "gd", "--lr", "0.05,0.2", "--epochs", "2", "--batch-size", "20", "--hidden", "2",
+            "--input-noise", "0", "--data-dir", str(data), "--out", str(out), "-q", *extra]
+
+
+@pytest.mark.slow
+def test_a_network_sweep_measures_analyze_for_each_configuration_as_its_single_run_does(tmp_path):
+    data = bars_dataset(tmp_path / "bars")
+    result = cli(*network_sweep_args(data, tmp_path / "sweep", "--set", "analyze=2"))
+    assert result.exit_code == 0, result.output
+    summary = json.loads((Path(result.stdout.strip().splitlines()[-1]) / "summary.json").read_text())
+    for row in summary["runs"]:
+        lane = results.read_metrics(row["path"])
+        cfg = resolve.resolve([config.Layer({k: v for k, v in lane["config"].items() if v is not None}, "file")])
+        assert cfg.analyze == (2,)
+        single = runner.run(dataclasses.replace(cfg, out=str(tmp_path / "single")), quiet=True).record
+        measured, alone = lane["analysis"]["hessian_over_training"], single["analysis"]["hessian_over_training"]
+        # anneal over 12 steps (120 images / 20): epoch 2 ends at step 11, η (1 − (11 − 6)/6) = η/6
+        assert [r["epoch"] for r in measured] == [2] and measured[0]["lr"] == pytest.approx(cfg.lr / 6, rel=1e-6)
+        assert len(alone) == 1
+        for a, b in zip(measured, alone):  # the same parameters up to float32 rounding of vmapped vs single epochs
+            assert a["lambda_max"] == pytest.approx(b["lambda_max"], rel=1e-4) and a["lambda_max"] > 0
+        assert (Path(row["path"]) / lane["figures"]["edge_of_stability"]).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_checkpoints_are_refused_in_a_sweep_with_one_line_naming_the_setting(tmp_path):
+    data = bars_dataset(tmp_path / "bars")
+    result = cli(*network_sweep_args(data, tmp_path / "out", "--set", "checkpoint_every=1"))
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("error: checkpoint_every 1 is for single runs") and result.output.count("\n") == 1
+    assert not (tmp_path / "out").exists()

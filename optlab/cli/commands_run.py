@@ -70,20 +70,10 @@ def _target_layer(target: str) -> config.Layer:
 
 
 def summary_line(record: dict) -> str:
-    cfg, summary, analysis = record["config"], record["summary"], record["analysis"]
-    if "lines" in summary:  # signals: the per-layer factor of each init, measured and in theory
-        factors = ", ".join(f"{l['init']}×{l['init_scale']:g} {l['forward_factor']:.3g} (theory {l['theory_factor']:.3g})"
-                            for l in summary["lines"])
-        return f"signals, {summary['depth']} layers: activation std × per layer: {factors}"
-    head = f"{record['experiment']} {cfg['optimizer']} η={cfg['lr']:g} {cfg['lr_schedule']}"
-    if record["status"] == "diverged":
-        where = summary.get("diverged_at_step", summary.get("diverged_at_epoch"))
-        return f"[red]{head}: diverged[/] (the loss blew up at {'step' if 'steps' in cfg else 'epoch'} {where})"
-    if "test_error" in summary:
-        return (f"{head}: test error {100 * summary['test_error']:.2f}% (best {100 * summary['best_test_error']:.2f}% "
-                f"at epoch {summary['best_epoch']}), {summary['epochs']} epochs in {summary['wall_time_s']:.1f} s")
-    return (f"{head}: loss {summary['final_loss']:.6g} after {summary['steps']} steps, |∇C| = {analysis['grad_norm']:.2g}, "
-            f"{analysis['critical_point']}" + (", oscillating" if summary.get("oscillating") else ""))
+    """The run's one line, as its experiment words it (experiments.Experiment.summary_line)."""
+    from optlab.experiments import EXPERIMENTS
+
+    return EXPERIMENTS[record["experiment"]].summary_line(record)
 
 
 @app.command("list")

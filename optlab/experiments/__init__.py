@@ -1,29 +1,62 @@
-"""The experiment registry. An experiment turns a RunConfig into a job in two phases:
+"""The experiment registry and the contract every experiment fulfils.
 
-    prepare(cfg) -> job        validate, load data, build the problem; may raise an
-                               OptlabError; nothing has been written yet
-    job(ctx) -> RunResult      train and analyse, writing figures into ctx.run_dir
+An experiment is known only to itself: no other module compares against its name. It tells the
+rest of optlab everything they need through the hooks of its `Experiment` entry:
 
-so that bad input never leaves a run folder behind.
+    prepare(cfg) -> job                 `optlab run`: validate, load data, build the problem; may raise
+                                        an OptlabError; nothing has been written yet. Then
+    job(ctx) -> RunResult               train and analyse, writing figures into ctx.run_dir
+                                        (so that bad input never leaves a run folder behind).
+    fields, defaults, default_lrs,      its settings (config.RunConfig fields besides BASE_FIELDS and,
+    parsers, check, trains              if it trains, TRAINING_FIELDS), their defaults and parsers, and
+                                        cross-field checks on the merged settings (optlab.runs.resolve).
+    resumable                           saves checkpoints; `optlab run --resume` may continue it.
+    sweep: Sweeping | None              `optlab sweep`: how configurations run as one vmapped program
+                                        (None: "cannot be swept"). See `Sweeping`.
+    metrics: tuple[str, ...]            summary numbers `optlab sweep --best` may rank by, lower is
+                                        better; the first is the default.
+    analyze(record, saved, options)     `optlab analyze RUN_DIR`: the Hessian report (a dict with
+        -> dict, or None                lambda_max, lambda_min, trace, negative_fraction, method,
+                                        n_params, top_eigenvalues, density{eigenvalue, density}, data)
+                                        at a finished run's saved parameters. None: "has no trained
+                                        parameters to analyze".
+    summary_line(record) -> str         `optlab run`'s one line about a finished run (rich markup).
+    overlays(lines, stem) ->            `optlab compare --plot` / `optlab report`: figures beyond the
+        [(path, caption)]               common loss curves that overlay several runs of this
+                                        experiment. `lines` are (label, record) pairs, one per run;
+                                        files are written to paths starting with `stem`.
+
+Experiment modules import without JAX (it is imported inside the functions that compute), so
+that the commands that only read results can list and use the registry without it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from optlab.errors import ConfigError
 from optlab.registry import Registry
 
 if TYPE_CHECKING:
     from optlab.config import RunConfig
+    from optlab.core.devices import Lanes
 
 
 class Progress(Protocol):
+    """A single run's progress: `advance` gets the units done so far and the latest metrics."""
+
     def start(self, total: int, description: str) -> None: ...
     def advance(self, completed: int, metrics: Mapping[str, float]) -> None: ...
     def stop(self) -> None: ...
+
+
+class SweepProgress(Protocol):
+    """A sweep's progress: `advance` gets the units done since the last call and the lanes' summaries."""
+
+    def advance(self, count: int, summaries: Sequence[Mapping[str, Any]]) -> None: ...
 
 
 @dataclass
@@ -47,6 +80,73 @@ class RunResult:
 
 
 Job = Callable[[RunContext], RunResult]
+# (i, history, summary, analysis) of the i-th configuration of a chunk so far -> its metrics.json
+SaveLane = Callable[[int, dict, dict, dict], None]
+# (configurations, lanes, their run folders (None: not this process's to write), progress, save) -> results
+LanesJob = Callable[["Sequence[RunConfig]", "Lanes", "Sequence[Path | None]", SweepProgress, SaveLane], list[RunResult]]
+
+
+@dataclass(frozen=True)
+class SweepProgram:
+    """One group's program: how to run a chunk of its configurations, and the device bytes one needs."""
+
+    run: LanesJob
+    lane_bytes: int
+
+
+@dataclass(frozen=True)
+class Sweeping:
+    """How an experiment runs as a sweep: configurations that differ only in `array_keys` are one program.
+
+    prepare(cfg, cache) -> SweepProgram   validate a group (cfg is its first configuration) and build
+                                          its program; raise ConfigError for what a sweep cannot do.
+                                          `cache` is shared by the groups of one sweep (loaded data).
+    units(cfg) -> int                     progress units of one configuration (its epochs, or 1).
+    array_keys                            settings that are arrays in the compiled program (traced).
+    presence_keys                         array settings whose zero-ness is a static branch: zero and
+                                          non-zero values are different programs.
+    """
+
+    prepare: Callable[[RunConfig, dict], SweepProgram]
+    units: Callable[[RunConfig], int] = lambda cfg: 1
+    array_keys: tuple[str, ...] = ("seed",)
+    presence_keys: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AnalyzeOptions:
+    """`optlab analyze`'s options, as given (None: the experiment's default)."""
+
+    k: int | None = None
+    subset: int = 1000
+    probes: int = 10
+    seed: int = 0
+    data_dir: str | None = None
+
+    def k_for(self, n: int) -> int:
+        """Eigenvalues at each end for a Hessian of n parameters: --k (at most n), by default 20."""
+        if self.k is not None and self.k > n:
+            raise ConfigError(f"--k {self.k:,} is more than the {n:,} parameters of this run "
+                              "(a Hessian has n eigenvalues)")
+        return min(self.k or 20, n)
+
+
+def default_summary_line(record: dict) -> str:
+    """`EXPERIMENT OPTIMIZER η=LR SCHEDULE: STATUS, loss L`: for experiments that give no line of their own."""
+    summary, cfg = record["summary"], record["config"]
+    head = training_head(record) if "optimizer" in cfg else str(record["experiment"])
+    loss = summary.get("final_loss")
+    return f"{head}: {record['status']}" + (f", loss {loss:.6g}" if isinstance(loss, (int, float)) else "")
+
+
+def training_head(record: dict) -> str:
+    """`tiny gd η=0.25 constant`: the start of a training run's summary line."""
+    cfg = record["config"]
+    return f"{record['experiment']} {cfg['optimizer']} η={cfg['lr']:g} {cfg['lr_schedule']}"
+
+
+Analyze = Callable[[dict, "Mapping[str, Any]", AnalyzeOptions], dict]
+Overlays = Callable[[Sequence[tuple[str, dict]], Path], list[tuple[Path, str]]]
 
 
 @dataclass(frozen=True)
@@ -59,6 +159,11 @@ class Experiment:
     parsers: Mapping[str, Callable[[Any], Any]] = field(default_factory=dict)  # per-field parsers overriding config's
     resumable: bool = False  # saves checkpoints and can continue with `optlab run --resume`
     trains: bool = True  # has an optimizer and a learning rate (config.TRAINING_FIELDS apply)
+    sweep: Sweeping | None = None
+    metrics: tuple[str, ...] = ("final_loss",)
+    analyze: Analyze | None = None
+    summary_line: Callable[[dict], str] = default_summary_line
+    overlays: Overlays | None = None
 
 
 EXPERIMENTS: Registry[Experiment] = Registry("experiment")

@@ -14,24 +14,26 @@ shrinks or grows by the same factor. He's init (g = 2) keeps it at s; Glorot's o
 
 from __future__ import annotations
 
-from functools import partial
+from functools import cache, partial
+from typing import TYPE_CHECKING
 
-import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 
 from optlab import config, plots
 from optlab.data import datasets
 from optlab.errors import ConfigError
 from optlab.experiments import EXPERIMENTS, Experiment, RunContext, RunResult
-from optlab.problems import mlp
+
+if TYPE_CHECKING:
+    import jax
 
 CLASSES = 10
 
 
 def theory_factor(init: str, scale: float, width: int) -> float:
     """s·√(g/2) with g = fan_in · std² of the init on a square width × width layer."""
+    from optlab.problems import mlp
+
     g = width * mlp.INITS[init](width, width) ** 2
     return scale * float(np.sqrt(g / 2))
 
@@ -43,9 +45,22 @@ def fitted_factor(values: np.ndarray) -> float:
     return float(np.exp(np.polyfit(layers[keep], np.log(values[keep]), 1)[0])) if keep.sum() > 1 else float("nan")
 
 
-@jax.jit
 def propagate(params: list[dict], x: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Per hidden layer: std of h_l, and ‖∂C/∂z_l‖ (C the batch's mean cross-entropy)."""
+    """Per hidden layer: std of h_l, and ‖∂C/∂z_l‖ (C the batch's mean cross-entropy); compiled."""
+    return _compiled()(params, x, labels)
+
+
+@cache
+def _compiled():
+    import jax
+
+    return jax.jit(_propagate)
+
+
+def _propagate(params: list[dict], x: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Array]:
+    import jax
+    import jax.numpy as jnp
+    import optax
 
     def loss(shifts):  # zero shifts added to each z_l: their gradient is ∂C/∂z_l
         h, hidden = x, []
@@ -62,16 +77,23 @@ def propagate(params: list[dict], x: jax.Array, labels: jax.Array) -> tuple[jax.
 
 def _scaled(stat, a: jax.Array) -> jax.Array:
     """stat(a) = m·stat(a/m), m = max|a|: squares of 1e-25 underflow float32, squares of O(1) do not."""
+    import jax.numpy as jnp
+
     m = jnp.max(jnp.abs(a))
     return jnp.where(m > 0, m * stat(a / jnp.where(m > 0, m, 1.0)), 0.0)
 
 
 def inputs(cfg) -> tuple[jax.Array, jax.Array, str]:
     """The first `batch_size` MNIST training images if the files are present, else uniform noise images."""
+    import jax.numpy as jnp
+
+    from optlab.problems import mlp
+
     if all(s.path is not None for s in datasets.locate("mnist", cfg.data_dir, verify=False)):
         data = datasets.load("mnist", cfg.data_dir)
         if cfg.batch_size > len(data.train_images):
-            raise ConfigError(f"--batch-size {cfg.batch_size:,} is more than the {len(data.train_images):,} MNIST images")
+            available = len(data.train_images)
+            raise ConfigError(f"--batch-size {cfg.batch_size:,} is more than the {available:,} MNIST images")
         images, labels = data.train_images[: cfg.batch_size], data.train_labels[: cfg.batch_size]
         source = f"the first {cfg.batch_size:,} MNIST training images ({data.source})"
     else:
@@ -88,6 +110,10 @@ def prepare(cfg):
 
 
 def _run(cfg, x, labels, source: str, ctx: RunContext) -> RunResult:
+    import jax
+
+    from optlab.problems import mlp
+
     rows = {"depth": [], "init": [], "init_scale": [], "activation_std": [], "grad_norm": []}
     combos = [(d, i, s) for d in cfg.depth for i in cfg.init for s in cfg.init_scale]
     ctx.progress.start(len(combos), "signals: network")
@@ -101,8 +127,9 @@ def _run(cfg, x, labels, source: str, ctx: RunContext) -> RunResult:
     ctx.progress.stop()
     deepest = max(cfg.depth)
     lines = [_line(rows, j, cfg.width) for j, d in enumerate(rows["depth"]) if d == deepest]
-    plots.signals(ctx.run_dir / "signals.png", [(f"{l['init']} ×{l['init_scale']:g}", rows["activation_std"][l["row"]],
-                                                 rows["grad_norm"][l["row"]]) for l in lines],
+    plots.signals(ctx.run_dir / "signals.png", [(f"{line['init']} ×{line['init_scale']:g}",
+                                                 rows["activation_std"][line["row"]], rows["grad_norm"][line["row"]])
+                                                for line in lines],
                   title=f"ReLU MLP, {deepest} hidden layers of {cfg.width}, at initialisation")
     for line in lines:
         del line["row"]
@@ -123,7 +150,17 @@ def _line(rows: dict, j: int, width: int) -> dict:
     }
 
 
+def summary_line(record: dict) -> str:
+    """The per-layer factor of each init at the deepest depth, measured and in theory."""
+    summary = record["summary"]
+    factors = ", ".join(f"{f['init']}×{f['init_scale']:g} {f['forward_factor']:.3g} (theory {f['theory_factor']:.3g})"
+                        for f in summary["lines"])
+    return f"signals, {summary['depth']} layers: activation std × per layer: {factors}"
+
+
 def _inits(raw) -> tuple[str, ...]:
+    from optlab.problems import mlp
+
     names = tuple(x.strip() for x in (raw.split(",") if isinstance(raw, str) else raw))
     for n in names:
         mlp.INITS.entry(n)  # an unknown name: a did-you-mean error
@@ -139,7 +176,9 @@ EXPERIMENTS.register(
         defaults={"depth": tuple(range(2, 21)), "init": ("glorot", "he", "normal"), "init_scale": (0.5, 1.0, 2.0),
                   "batch_size": 256},
         parsers={"init": _inits,
-                 "init_scale": config.number_list(config.positive, None, "comma-separated positive scales (e.g. 0.5,1,2)")},
+                 "init_scale": config.number_list(config.positive, None,
+                                                  "comma-separated positive scales (e.g. 0.5,1,2)")},
         trains=False,
+        summary_line=summary_line,
     ),
 )

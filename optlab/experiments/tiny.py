@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping, Sequence
 from functools import partial
+from pathlib import Path
+from typing import Any
 
-import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 
 from optlab import plots
-from optlab.core import optimizers, schedules
-from optlab.core.engine import full_batch_run
-from optlab.curvature import analysis
-from optlab.experiments import EXPERIMENTS, Experiment, RunContext, RunResult
+from optlab.experiments import (
+    EXPERIMENTS,
+    AnalyzeOptions,
+    Experiment,
+    RunContext,
+    RunResult,
+    Sweeping,
+    SweepProgram,
+    training_head,
+)
 from optlab.problems import tiny
 
 CONVERGED_GRAD_NORM = 1e-6
@@ -23,11 +29,15 @@ OSCILLATION_WINDOW = 10  # updates inspected at the end of a run for a back-and-
 
 
 def prepare(cfg):
+    from optlab.core import optimizers
+
     optimizers.check_size(cfg.optimizer, 2, 8)
     return partial(_train, cfg)
 
 
 def make_tx_for(cfg):
+    from optlab.core import optimizers, schedules
+
     def make_tx(hp, key):
         schedule = schedules.build(cfg.lr_schedule, hp["lr"], cfg.steps, cfg)
         noise = hp["grad_noise"] if cfg.grad_noise > 0 else None
@@ -37,14 +47,19 @@ def make_tx_for(cfg):
 
 
 
-
 def hyperparams(cfg) -> dict:
     """The run's array-valued settings (float64, call under jax.enable_x64) and its uint32 seed."""
+    import jax.numpy as jnp
+
+    from optlab.core import optimizers
+
     return optimizers.hyperparams(cfg, jnp.float64) | {"seed": jnp.asarray(cfg.seed, jnp.uint32)}
 
 
 def run_fn(cfg):
     """`run(params, hp, key)`: the engine's whole-run program for this config (jit or vmap it)."""
+    from optlab.core.engine import full_batch_run
+
     return full_batch_run(tiny.loss, make_tx_for(cfg), cfg.steps)
 
 
@@ -55,6 +70,8 @@ def simulate(cfg) -> tuple[dict, object, float, float]:
     Returns the history (numpy arrays of steps + 1 rows: step, loss, params, lr, grad_norm),
     the final optimizer state, and the compile and total wall times in seconds.
     """
+    import jax
+
     with jax.enable_x64(True):
         hp = hyperparams(cfg)
         params, key = tiny.init(cfg.start), jax.random.key(cfg.seed)
@@ -85,6 +102,11 @@ def _train(cfg, ctx: RunContext) -> RunResult:
 
 def finish(run_dir, cfg, history: dict, opt_state, compile_time: float, wall_time: float) -> RunResult:
     """Divergence, critical-point analysis, summary and figures of one configuration's history."""
+    import jax
+    import jax.numpy as jnp
+
+    from optlab.curvature import analysis
+
     diverged_at = first_divergence(history)
     if diverged_at is not None:
         history = {k: v[:diverged_at] for k, v in history.items()}
@@ -106,12 +128,14 @@ LANE_BYTES = 64 * 1024  # generous for one 2-weight configuration and its histor
 
 
 def run_lanes(cfgs, lanes, run_dirs, progress, save_progress=None) -> list[RunResult]:
-    """Whole runs of configurations that differ only in array-valued settings (sweep.ARRAY_KEYS), as one vmapped program.
+    """Whole runs of configurations that differ only in array settings (SWEEPING.array_keys), as one vmapped program.
 
     Each lane is run_fn(cfg) from its own seed's key (one program, so nothing to save on the
     way: `save_progress` is unused); lanes never mix, so one that diverges
     is cut at its first blown-up step by `finish` exactly as a single run would be.
     """
+    import jax
+
     from optlab.core.devices import lane, to_host
 
     cfg = cfgs[0]  # the group shares start, steps, optimizer and schedule
@@ -162,6 +186,8 @@ def _figures(run_dir, cfg, points: np.ndarray, losses: np.ndarray) -> dict[str, 
 
 def _singular_hessian_notes(opt_state, points: np.ndarray) -> list[str]:
     """Newton meets a singular Hessian where det H = 0: say so instead of failing."""
+    import optax
+
     count = optax.tree_utils.tree_get(opt_state, "singular_steps")
     if count is None or int(count) == 0:
         return []
@@ -173,6 +199,54 @@ def _singular_hessian_notes(opt_state, points: np.ndarray) -> list[str]:
     ]
 
 
+def _sweep_program(cfg, cache: dict) -> SweepProgram:
+    prepare(cfg)
+    return SweepProgram(run_lanes, LANE_BYTES)
+
+
+def analyze(record: dict, saved: Mapping[str, Any], options: AnalyzeOptions) -> dict:
+    """The exact Hessian at the final point, and every critical point of the landscape."""
+    import jax
+    import jax.numpy as jnp
+
+    from optlab.curvature import analysis
+
+    with jax.enable_x64(True):
+        w = jnp.asarray(saved["w"], jnp.float64)
+        report = analysis.hessian_spectrum(tiny.loss, w, k=options.k_for(w.size))
+        report["critical_points"] = [{"kind": kind, "at": list(p)}
+                                     for kind, p in analysis.find_critical_points(tiny.loss, (-3, 3, -3, 3))]
+    return {"data": "none: the tiny problem is its own single data point", **report}
+
+
+def summary_line(record: dict) -> str:
+    summary, analysis = record["summary"], record["analysis"]
+    head = training_head(record)
+    if record["status"] == "diverged":
+        return f"[red]{head}: diverged[/] (the loss blew up at step {summary.get('diverged_at_step')})"
+    return (f"{head}: loss {summary['final_loss']:.6g} after {summary['steps']} steps, "
+            f"|∇C| = {analysis['grad_norm']:.2g}, {analysis['critical_point']}"
+            + (", oscillating" if summary.get("oscillating") else ""))
+
+
+def overlays(lines: Sequence[tuple[str, dict]], stem: Path) -> list[tuple[Path, str]]:
+    """Every trajectory on one contour plot of the landscape."""
+    trajectories = []
+    for label, record in lines:
+        params = record["history"].get("params") or []
+        points = np.array([[np.nan if v is None else v for v in (p or (None, None))] for p in params], dtype=float)
+        if points.ndim == 2 and points.shape[1] == 2 and len(points):
+            trajectories.append((label, points))
+    if not trajectories:
+        return []
+    path = stem.with_name(stem.name + "-landscape.png")
+    plots.landscape(path, tiny.loss_grid, trajectories, tiny.CRITICAL_POINTS, title="tiny: trajectories")
+    return [(path, f"tiny: {len(trajectories)} trajectories on the loss landscape")]
+
+
+SWEEPING = Sweeping(_sweep_program, units=lambda cfg: 1, array_keys=("lr", "momentum", "grad_noise", "seed"),
+                    presence_keys=("grad_noise",))
+
 EXPERIMENTS.register(
     "tiny",
     "the lecture's 2-weight model C = (w1·w2 − 1.5)² + 0.04(w1² + w2²): landscape and trajectory",
@@ -180,5 +254,10 @@ EXPERIMENTS.register(
         prepare=prepare,
         fields=("steps", "start"),
         default_lrs={"gd": 0.25, "momentum": 0.05, "nesterov": 0.05, "adagrad": 0.5, "rmsprop": 0.05, "adam": 0.1},
+        sweep=SWEEPING,
+        metrics=("final_loss",),
+        analyze=analyze,
+        summary_line=summary_line,
+        overlays=overlays,
     ),
 )

@@ -13,10 +13,12 @@ w1 = w2 = ±√1.46 with C = 0.1184 (Hessian eigenvalues 0.16 and 5.84).
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-import jax
-import jax.numpy as jnp
 import numpy as np
+
+if TYPE_CHECKING:
+    import jax
 
 TARGET = 1.5
 DECAY = 0.04
@@ -30,7 +32,7 @@ CRITICAL_POINTS: list[tuple[str, tuple[float, float]]] = [
 
 
 def loss(params: jax.Array, batch=None, key=None) -> jax.Array:
-    """C(w1, w2) for params = [w1, w2]; full batch, so `batch` and `key` are unused."""
+    """C(w1, w2) for params = [w1, w2] (a JAX or a numpy array); full batch, so `batch` and `key` are unused."""
     del batch, key
     w1, w2 = params[0], params[1]
     return (w1 * w2 - TARGET) ** 2 + DECAY * (w1**2 + w2**2)
@@ -42,4 +44,6 @@ def loss_grid(w1: np.ndarray, w2: np.ndarray) -> np.ndarray:
 
 
 def init(start: tuple[float, float]) -> jax.Array:
+    import jax.numpy as jnp  # here, so that the module imports without JAX
+
     return jnp.asarray(start, dtype=jnp.float64)

@@ -1,8 +1,9 @@
 """Figures across runs, and the report: one self-contained HTML page plus its Markdown twin.
 
 `compare_figures` overlays the selected runs of each experiment (never two experiments in one
-figure): loss curves, test-error curves where there are any, and for the tiny problem every
-trajectory on one landscape. Seed groups draw their mean with a mean ± std band.
+figure): loss curves, test-error curves where there are any, and the figures the experiment
+itself overlays (experiments.Experiment.overlays: e.g. trajectories on a landscape). Seed groups
+draw their mean with a mean ± std band.
 
 `write_report` puts the compare table, those overlays and each run's own figures (grouped by
 experiment) on one HTML page whose images are base64 data URIs, so the page opens anywhere,
@@ -121,7 +122,7 @@ def _slug(text: str) -> str:
 
 
 def compare_figures(rows: Sequence[Row], out_dir: Path) -> list[FigureFile]:
-    """Per experiment: overlaid loss curves, test-error curves (if any), and the tiny landscape."""
+    """Per experiment: overlaid loss curves, test-error curves (if any), and the experiment's own overlays."""
     from optlab import plots
 
     by_exp: dict[str, list[Row]] = {}
@@ -144,28 +145,20 @@ def compare_figures(rows: Sequence[Row], out_dir: Path) -> list[FigureFile]:
                                 [_curve(r, lab, "epoch", "test_error") for r, lab in with_err],
                                 xlabel="epoch", ylabel="test error", title=f"{exp}: test error")
             figures.append(FigureFile(exp, path, f"{exp}: test error of {len(with_err)} runs{band}"))
-        if exp == "tiny":
-            figures += _landscape(group, names, out_dir / f"{_slug(exp)}-landscape.png")
+        figures += _experiment_overlays(exp, group, names, out_dir / _slug(exp))
     return figures
 
 
-def _landscape(rows: Sequence[Row], names: Sequence[str], path: Path) -> list[FigureFile]:
-    """Every tiny trajectory on one contour plot (a seed group contributes one line per seed)."""
-    from optlab import plots
-    from optlab.problems import tiny
+def _experiment_overlays(exp: str, rows: Sequence[Row], names: Sequence[str], stem: Path) -> list[FigureFile]:
+    """The experiment's own overlays of these runs (a seed group gives one line per seed); none if unknown."""
+    from optlab.experiments import EXPERIMENTS
 
-    trajectories = []
-    for row, label in zip(rows, names):
-        for run in row.runs:
-            params = run.record["history"].get("params") or []
-            points = np.array([[np.nan if v is None else v for v in (p or (None, None))] for p in params], dtype=float)
-            if points.ndim == 2 and points.shape[1] == 2 and len(points):
-                seed = f" seed={run.record['config'].get('seed')}" if row.grouped else ""
-                trajectories.append((label + seed, points))
-    if not trajectories:
+    overlays = EXPERIMENTS[exp].overlays if exp in EXPERIMENTS else None
+    if overlays is None:
         return []
-    plots.landscape(path, tiny.loss_grid, trajectories, tiny.CRITICAL_POINTS, title="tiny: trajectories")
-    return [FigureFile("tiny", path, f"tiny: {len(trajectories)} trajectories on the loss landscape")]
+    lines = [(label + (f" seed={run.record['config'].get('seed')}" if row.grouped else ""), run.record)
+             for row, label in zip(rows, names) for run in row.runs]
+    return [FigureFile(exp, path, caption) for path, caption in overlays(lines, stem)]
 
 
 # ----------------------------------------------------------------------------- the report

@@ -20,6 +20,7 @@ from optlab.config import RunConfig
 from optlab.errors import Interrupted, ResultsError
 from optlab.experiments import EXPERIMENTS, Progress, RunContext
 from optlab.runs import checkpoint, progress, resolve
+from optlab.runs.record import RunRecord
 
 
 @dataclass
@@ -37,19 +38,8 @@ def run(cfg: RunConfig, quiet: bool = False, overwrite: bool = False, bar: Progr
     name = f"{cfg.experiment}-{cfg.optimizer}" if experiment.trains else cfg.experiment
     run_id = Path(cfg.run_dir).name if cfg.run_dir else results.new_run_id(name)
     run_dir = results.create_run_dir(Path(cfg.run_dir) if cfg.run_dir else Path(cfg.out) / run_id, overwrite)
-    record = {
-        "schema_version": results.SCHEMA_VERSION,
-        "run_id": run_id,
-        "status": "running",
-        "experiment": cfg.experiment,
-        "config": resolve.relevant(cfg),
-        "environment": results.environment(),
-        "history": {},
-        "summary": {},
-        "analysis": {},
-        "figures": {},
-    }
-    return _execute(job, run_dir, record, bar or progress.for_terminal(quiet), resume=False)
+    record = RunRecord.create(run_dir, cfg, run_id)
+    return _execute(job, record, bar or progress.for_terminal(quiet), resume=False)
 
 
 def resume(run_dir: Path, quiet: bool = False, bar: Progress | None = None) -> RunOutcome:
@@ -66,45 +56,35 @@ def resume(run_dir: Path, quiet: bool = False, bar: Progress | None = None) -> R
     cfg = resolve.resolve([config.Layer(settings, f"metrics.json of {run_dir}")])
     experiment = EXPERIMENTS[cfg.experiment]
     if not experiment.resumable:
-        raise ResultsError(f"{run_dir}: a {cfg.experiment} run is one compiled program with no checkpoints; run it again")
+        raise ResultsError(f"{run_dir}: a {cfg.experiment} run is one compiled program with no checkpoints; "
+                           "run it again")
     job = experiment.prepare(cfg)
     record.pop("error", None)
     record.update(status="running", environment=results.environment())
-    return _execute(job, run_dir, record, bar or progress.for_terminal(quiet), resume=True)
+    return _execute(job, RunRecord(run_dir, record).write(), bar or progress.for_terminal(quiet), resume=True)
 
 
-def _execute(job, run_dir: Path, record: dict, bar: Progress, resume: bool) -> RunOutcome:
+def _execute(job, record: RunRecord, bar: Progress, resume: bool) -> RunOutcome:
     """Run the job, keeping metrics.json valid and truthful whatever happens."""
-    results.write_metrics(run_dir, record)
-
-    def save_progress(history: dict, summary: dict, analysis: dict | None = None) -> None:
-        # Copies: the experiment goes on appending to its own lists, and an interrupted run must
-        # record exactly the last consistent state (history and summary of the same epoch).
-        record.update(history={k: list(v) for k, v in history.items()}, summary=dict(summary),
-                      analysis=dict(analysis or record["analysis"]))
-        results.write_metrics(run_dir, record)
+    run_dir = record.run_dir
 
     def save_checkpoint(epoch: int, state, extras: dict) -> None:
         checkpoint.save(run_dir, epoch, state, extras)
 
-    previous = record if resume else None
+    previous = record.record if resume else None
     try:
         with _sigterm_as_keyboard_interrupt() as received:
-            outcome = job(RunContext(run_dir, bar, save_progress, save_checkpoint, previous))
-    except KeyboardInterrupt:
-        results.write_metrics(run_dir, record | {"status": "interrupted"})
+            outcome = job(RunContext(run_dir, bar, record.save_progress, save_checkpoint, previous))
+    except KeyboardInterrupt as e:
+        record.stop(e)
         name, code = ("SIGTERM", 143) if received else ("interrupted (Ctrl-C)", 130)
         raise Interrupted(f"{name}: the run stopped; what it finished is in {run_dir} "
                           f"(continue with: optlab run --resume {run_dir})", code) from None
     except BaseException as e:
-        results.write_metrics(run_dir, record | {"status": "failed", "error": f"{type(e).__name__}: {e}"})
+        record.stop(e)
         raise
-    record.update(status=outcome.status, history=outcome.history, summary=outcome.summary,
-                  analysis=outcome.analysis, figures=outcome.figures)
-    results.save_params(run_dir, outcome.params)
-    results.write_metrics(run_dir, record)
-    (run_dir / checkpoint.CHECKPOINT_FILE).unlink(missing_ok=True)  # only for resuming; params.npz stays
-    return RunOutcome(run_dir, outcome.status, record, outcome.notes)
+    record.finish(outcome)
+    return RunOutcome(run_dir, outcome.status, record.record, outcome.notes)
 
 
 @contextmanager

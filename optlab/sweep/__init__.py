@@ -6,7 +6,7 @@ Each setting takes a list ("1e-4,3e-4"; an integer range "0..4" is 0,1,2,3,4; li
 settings such as --hidden separate their alternatives with ";": "32;225,225"), or the same
 under a `[sweep]` table of an experiment file. Every combination is one configuration, resolved
 and validated like `optlab run` would. Configurations that differ only in array-valued
-settings (ARRAY_KEYS: learning rate, momentum, noise, weight decay, init scale, seed) form a
+settings (the experiment's `Sweeping.array_keys`: learning rate, momentum, noise, seed, …) form a
 group: one program, `jax.vmap` of the single run's own step functions over the configuration
 axis, sharded over every device (optlab.core.devices). Anything else (optimizer, hidden sizes,
 batch size, schedule, …) and whether each noise/decay term is present at all (a static branch,

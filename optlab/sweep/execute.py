@@ -12,9 +12,10 @@ from optlab import results
 from optlab.config import RunConfig
 from optlab.core import devices
 from optlab.errors import ConfigError
-from optlab.runs import resolve
-from optlab.sweep.grid import METRICS, NETWORK_METRICS, Sweep
-from optlab.sweep.plan import plan
+from optlab.experiments import EXPERIMENTS
+from optlab.runs.record import RunRecord
+from optlab.sweep.grid import Sweep
+from optlab.sweep.plan import Chunk, plan
 from optlab.sweep.summary import pick_best, summary_rows, write_outputs
 
 
@@ -38,40 +39,21 @@ def run(sweep: Sweep, out: Path, progress, best: str | None = None, max_lanes: i
     writer = devices.is_writer()
     sweep_dir = results.create_run_dir(Path(out) / sweep_id) if writer else None
     run_ids = [_run_id(i, cfg, sweep) for i, cfg in enumerate(sweep.configs)]
-    records = [_record(cfg, rid, sweep_id) for cfg, rid in zip(sweep.configs, run_ids)]
     dirs = [results.create_run_dir(sweep_dir / rid) if writer else None for rid in run_ids]
-    for d, record in zip(dirs, records):
-        if d:
-            results.write_metrics(d, record)
+    records = [RunRecord.create(d, cfg, rid, sweep_id=sweep_id) for d, cfg, rid in zip(dirs, sweep.configs, run_ids)]
     progress.start(sum(_units(c) for c in sweep.configs), f"sweep of {len(sweep.configs)}", metric)
     finished: set[int] = set()
     try:
         for chunk in chunks:
-            cfgs = [sweep.configs[i] for i in chunk.indices]
-            lanes = devices.Lanes.over(len(cfgs), devices_)
-            def save_progress(j: int, history: dict, summary: dict, chunk=chunk) -> None:
-                i = chunk.indices[j]  # as a single run does: metrics.json after every epoch, from copies
-                records[i].update(history={k: list(v) for k, v in history.items()}, summary=dict(summary))
-                if dirs[i]:
-                    results.write_metrics(dirs[i], records[i])
-
-            job_dirs = [dirs[i] for i in chunk.indices]
-            for i, outcome in zip(chunk.indices, chunk.job(cfgs, lanes, job_dirs, progress, save_progress)):
-                records[i].update(status=outcome.status, history=outcome.history, summary=outcome.summary,
-                                  analysis=outcome.analysis, figures=outcome.figures)
-                if dirs[i]:
-                    results.save_params(dirs[i], outcome.params)
-                    results.write_metrics(dirs[i], records[i])
-                finished.add(i)
+            _run_chunk(chunk, sweep, records, devices_, progress, finished)
     except BaseException as e:
-        status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
-        for i, d in enumerate(dirs):
-            if d and i not in finished:
-                results.write_metrics(d, records[i] | {"status": status})
+        for i, record in enumerate(records):
+            if i not in finished:
+                record.stop(e)
         raise
     finally:
         progress.stop()
-    rows = summary_rows(sweep, records, dirs)
+    rows = summary_rows(sweep, [r.record for r in records], dirs)
     outcome = Outcome(sweep_dir, sweep_id, rows, notices=notices)
     if best:
         outcome.best = pick_best(rows, metric)
@@ -80,12 +62,26 @@ def run(sweep: Sweep, out: Path, progress, best: str | None = None, max_lanes: i
     return outcome
 
 
+def _run_chunk(chunk: Chunk, sweep: Sweep, records: list[RunRecord], devices_, progress, finished: set[int]) -> None:
+    """One program's configurations: metrics.json after every epoch (as a single run does), then their results."""
+    cfgs = [sweep.configs[i] for i in chunk.indices]
+    lanes = devices.Lanes.over(len(cfgs), devices_)
+
+    def save_progress(j: int, history: dict, summary: dict, analysis: dict | None = None) -> None:
+        records[chunk.indices[j]].save_progress(history, summary, analysis)
+
+    job_dirs = [records[i].run_dir for i in chunk.indices]
+    for i, result in zip(chunk.indices, chunk.job(cfgs, lanes, job_dirs, progress, save_progress)):
+        records[i].finish(result)
+        finished.add(i)
+
+
 def _units(cfg: RunConfig) -> int:
-    return 1 if cfg.experiment == "tiny" else cfg.epochs
+    return EXPERIMENTS[cfg.experiment].sweep.units(cfg)
 
 
 def _check_metric(experiment: str, best: str | None) -> str:
-    known = METRICS.get(experiment, NETWORK_METRICS)
+    known = EXPERIMENTS[experiment].metrics
     if best is not None and best not in known:
         raise ConfigError(f"--best {best}: unknown metric for {experiment}; choose from {', '.join(known)}")
     return best or known[0]
@@ -95,14 +91,10 @@ def _run_id(i: int, cfg: RunConfig, sweep: Sweep) -> str:
     parts = [f"{i:03d}", cfg.experiment, cfg.optimizer]
     for key in sweep.varied:
         value = getattr(cfg, key)
-        value = "x".join(map(str, value)) if isinstance(value, tuple) else f"{value:g}" if isinstance(value, float) else value
+        if isinstance(value, tuple):
+            value = "x".join(map(str, value))
+        elif isinstance(value, float):
+            value = f"{value:g}"
         if key != "optimizer":
             parts.append(f"{key.replace('_', '')}{value}")
     return "-".join(str(p) for p in parts)
-
-
-def _record(cfg: RunConfig, run_id: str, sweep_id: str) -> dict:
-    """What runner.run writes for a run, plus sweep_id."""
-    return {"schema_version": results.SCHEMA_VERSION, "run_id": run_id, "status": "running",
-            "experiment": cfg.experiment, "config": resolve.relevant(cfg), "environment": results.environment(),
-            "history": {}, "summary": {}, "analysis": {}, "figures": {}, "sweep_id": sweep_id}

@@ -13,11 +13,7 @@ from optlab.config import Layer, RunConfig
 from optlab.errors import ConfigError
 from optlab.runs import resolve
 
-ARRAY_KEYS = ("lr", "momentum", "grad_noise", "input_noise", "weight_decay", "init_scale", "seed")
-PRESENCE_KEYS = ("grad_noise", "input_noise", "weight_decay")  # zero leaves the term out of the program
 MAX_CONFIGS = 10_000
-NETWORK_METRICS = ("test_error", "best_test_error", "final_loss")
-METRICS = {"tiny": ("final_loss",), "mnist": NETWORK_METRICS, "fashion-mnist": NETWORK_METRICS}  # --best choices
 
 
 def _kind(key: str) -> str:
@@ -133,9 +129,19 @@ def _describe(values: Mapping[str, Any]) -> str:
 
 
 def group_key(cfg: RunConfig) -> tuple:
-    """Configurations with equal keys share one compiled program."""
-    static = {k: v for k, v in cfg.to_dict().items() if k not in ARRAY_KEYS and k not in ("out", "run_dir")}
-    return tuple(sorted(static.items())) + tuple((k, getattr(cfg, k) > 0) for k in PRESENCE_KEYS)
+    """Configurations with equal keys share one compiled program: they differ at most in the values of
+    their experiment's array settings, not in whether its presence settings are zero (experiments.Sweeping)."""
+    array, presence = array_keys(cfg.experiment)
+    static = {k: v for k, v in cfg.to_dict().items() if k not in array and k not in ("out", "run_dir")}
+    return tuple(sorted(static.items())) + tuple((k, getattr(cfg, k) > 0) for k in presence)
+
+
+def array_keys(experiment: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The experiment's (array settings, presence settings); none for one that cannot be swept."""
+    from optlab.experiments import EXPERIMENTS
+
+    sweeping = EXPERIMENTS[experiment].sweep
+    return (sweeping.array_keys, sweeping.presence_keys) if sweeping else ((), ())
 
 
 def groups(configs: Sequence[RunConfig]) -> list[list[int]]:

@@ -1,0 +1,205 @@
+"""Training the image classifier (optlab.experiments.classify): its compiled programs (private to classify).
+
+Imported only when there is training to do (it imports JAX). A single run's program is the
+un-vmapped epoch with its state buffers donated (optionally data parallel), a sweep chunk's is the
+same epoch vmapped over the lane axis; both run in the one host loop, _classify_loop.EpochLoop.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from optlab import plots
+from optlab.core import devices, optimizers, schedules
+from optlab.core.engine import TrainState, epoch_fn, init_state
+from optlab.experiments import RunContext, RunResult
+from optlab.experiments._classify_loop import Checkpoints, Curvature, EpochLoop, Log, Program
+from optlab.problems import mlp
+
+
+@dataclass
+class Data:
+    train_images: jax.Array  # uint8 on the device
+    train_labels: jax.Array
+    test_images: jax.Array
+    test_labels: jax.Array
+
+
+def make_tx_for(cfg, total_steps: int):
+    def make_tx(hp, key):
+        schedule = schedules.build(cfg.lr_schedule, hp["lr"], total_steps, cfg)
+        noise = hp["grad_noise"] if cfg.grad_noise > 0 else None
+        return optimizers.build(cfg.optimizer, schedule, hp, noise, key)
+
+    return make_tx
+
+
+def hyperparams(cfg) -> dict:
+    """The run's array-valued settings: float32 hyperparameters and the uint32 seed."""
+    hp = optimizers.hyperparams(cfg, jnp.float32)
+    hp |= {k: jnp.asarray(getattr(cfg, k), jnp.float32) for k in ("input_noise", "weight_decay", "init_scale")}
+    return hp | {"seed": jnp.asarray(cfg.seed, jnp.uint32)}
+
+
+def loss_for(cfg, hp: dict):
+    """The training loss `loss(params, batch, key)`: mlp.loss with σ (input noise) and λ (weight
+    decay) read from `hp`, so that they may be traced. Whether each term is in the program at
+    all is static, decided by `cfg` (a sweep groups zero and non-zero values apart).
+    """
+    return partial(mlp.loss, dropout=cfg.dropout,
+                   input_noise=hp["input_noise"] if cfg.input_noise > 0 else 0.0,
+                   weight_decay=hp["weight_decay"] if cfg.weight_decay > 0 else 0.0)
+
+
+def total_steps(cfg, n_train: int) -> int:
+    return cfg.epochs * (n_train // cfg.batch_size)
+
+
+def initial_state(cfg, sizes, n_train: int, hp: dict) -> TrainState:
+    """Parameters from the seed in `hp` and the init scaled by hp["init_scale"], and the optimizer state."""
+    init_key, train_key = jax.random.split(jax.random.key(hp["seed"]))
+    # Compiled, as it is inside a sweep's program: eager and compiled sampling differ in the last bit.
+    params = jax.jit(mlp.init, static_argnums=(1, 2))(init_key, tuple(sizes), cfg.init, hp["init_scale"])
+    return init_state(make_tx_for(cfg, total_steps(cfg, n_train)), params, hp, train_key)
+
+
+def train_epoch(cfg, n_train: int, batch_sharding=None):
+    """`epoch(state, hp, images, labels)`: engine.epoch_fn with the loss built from `hp`; jit or vmap it.
+
+    `batch_sharding` splits each minibatch over devices (data parallel; see devices.DataParallel).
+    """
+    make_tx = make_tx_for(cfg, total_steps(cfg, n_train))
+
+    def epoch(state, hp, images, labels):
+        return epoch_fn(loss_for(cfg, hp), make_tx, n_train, cfg.batch_size, batch_sharding)(state, hp, images, labels)
+
+    return epoch
+
+
+def run_one(cfg, dataset, n_train: int, sizes, ctx: RunContext) -> RunResult:
+    """A single run: the un-vmapped epoch, its state buffers donated, optionally data parallel; resumable."""
+    # Data parallel: everything replicated over the devices but each minibatch, split along its batch axis.
+    split = devices.DataParallel.over() if cfg.data_parallel else None
+    place = split.replicate if split else jax.device_put
+    data = Data(*place((
+        dataset.train_images[:n_train], dataset.train_labels[:n_train], dataset.test_images, dataset.test_labels)))
+    hp = hyperparams(cfg)
+    hp, state = place((hp, initial_state(cfg, sizes, n_train, hp)))
+
+    begin = time.perf_counter()
+    epoch = jax.jit(train_epoch(cfg, n_train, split and split.batch), donate_argnums=0,
+                    **({"out_shardings": split.replicated} if split else {}))
+    epoch = epoch.lower(state, hp, data.train_images, data.train_labels).compile()
+    evaluate = jax.jit(mlp.evaluate).lower(state.params, data.test_images, data.test_labels).compile()
+    evaluate_train = jax.jit(mlp.evaluate).lower(state.params, data.train_images, data.train_labels).compile()
+    compile_time = time.perf_counter() - begin
+
+    program = Program(
+        1, lambda state: epoch(state, hp, data.train_images, data.train_labels),
+        lambda p: (evaluate_train(p, data.train_images, data.train_labels),
+                   evaluate(p, data.test_images, data.test_labels)),
+        lambda arrays: [np.asarray(a)[None] for a in arrays], lambda state: state.params, lambda tree, i: tree)
+    log, saver, curvature = Log(cfg), Checkpoints(cfg, ctx), Curvature(cfg, data.train_images, data.train_labels)
+    first, state, train_time = saver.restore(log, curvature, state) if ctx.resume_from else (1, state, 0.0)
+    state = place(state)  # a restored state comes back on the default device
+    if split:
+        log.summary["data_parallel_devices"] = split.size
+
+    def report(e: int, done: int, epoch_time: float) -> None:
+        if log.live:
+            ctx.progress.advance(e, {"loss": log.history["train_loss"][-1], "test_error": log.history["test_error"][-1],
+                                     "lr": log.history["lr"][-1], "samples_per_s": n_train / epoch_time})
+
+    def save(i: int, log: Log, curvature: Curvature) -> None:
+        ctx.save_progress(log.history, log.summary, curvature.analysis())
+
+    ctx.progress.start(cfg.epochs, f"{cfg.experiment} {cfg.optimizer} epoch")
+    loop = EpochLoop(program, [log], [curvature], compile_time, report, save, saver)
+    [(params, active)] = loop.run(state, first, train_time)
+    ctx.progress.stop()
+    return finish(ctx.run_dir, log, curvature, params, active, len(dataset.test_images))
+
+
+def run_lanes(cfgs, dataset, n_train: int, sizes, lanes, run_dirs, progress, save_progress=None) -> list[RunResult]:
+    """Train configurations that differ only in array-valued settings (classify.SWEEPING) as one vmapped program.
+
+    The same pure pieces as a single run (initial_state, train_epoch, mlp.evaluate) and the same
+    EpochLoop, vmapped over the configuration axis sharded over `lanes`. A lane whose loss turns
+    non-finite keeps computing NaN (lanes never mix, so it harms no other), but its Log stops and
+    its parameters are kept as they were at that epoch, as a single run would have stopped there.
+    """
+    cfg = cfgs[0]  # the group shares every setting that shapes the program
+    images, labels, test_images, test_labels = lanes.replicate(
+        (dataset.train_images[:n_train], dataset.train_labels[:n_train], dataset.test_images, dataset.test_labels))
+    hp = lanes.stack([devices.to_host(hyperparams(c)) for c in cfgs])
+    begin = time.perf_counter()
+    # Every output keeps the lane axis sharded, so that each epoch's state matches the compiled input.
+    state = jax.jit(jax.vmap(partial(initial_state, cfg, sizes, n_train)), out_shardings=lanes.sharded)(hp)
+    # No donation: a constant schedule keeps hp["lr"] itself in the optimizer state.
+    epoch = jax.jit(jax.vmap(train_epoch(cfg, n_train), in_axes=(0, 0, None, None)),
+                    out_shardings=lanes.sharded).lower(state, hp, images, labels).compile()
+    evaluate = jax.jit(jax.vmap(mlp.evaluate, in_axes=(0, None, None)), out_shardings=lanes.sharded)
+    evaluate_train = evaluate.lower(state.params, images, labels).compile()
+    evaluate_test = evaluate.lower(state.params, test_images, test_labels).compile()
+    compile_time = time.perf_counter() - begin
+
+    program = Program(len(cfgs), lambda state: epoch(state, hp, images, labels),
+                      lambda p: (evaluate_train(p, images, labels), evaluate_test(p, test_images, test_labels)),
+                      devices.to_host, lambda state: devices.to_host(state.params), devices.lane)
+    logs = [Log(c) for c in cfgs]
+    curvatures = [Curvature(c, images, labels) for c in cfgs]
+
+    def save(i: int, log: Log, curvature: Curvature) -> None:
+        if save_progress:
+            save_progress(i, log.history, log.summary, curvature.analysis())  # each configuration's, every epoch
+
+    loop = EpochLoop(program, logs, curvatures, compile_time,
+                     lambda e, done, epoch_time: progress.advance(done, [log.summary for log in logs]), save)
+    kept = loop.run(state)
+    n_test = len(dataset.test_images)
+    return [finish(d, log, c, p, a, n_test) for d, log, c, (p, a) in zip(run_dirs, logs, curvatures, kept)]
+
+
+def finish(run_dir, log: Log, curvature: Curvature, params, active, n_test: int) -> RunResult:
+    """The analysis (dead units from the test-set activity `active`, --analyze's curvature) and the figures."""
+    active = [np.asarray(a) for a in active]
+    cfg = log.cfg
+    report = {
+        "dead_units": [int(np.sum(a == 0)) for a in active],
+        "active_fraction": [float(a.mean()) for a in active],
+        "activity_measured_on": f"{cfg.experiment} test set ({n_test:,} images)",
+    } | curvature.analysis()
+    figures = _figures(run_dir, cfg, log.history, log.snapshots, active, report["dead_units"]) if run_dir else {}
+    return RunResult(log.status, log.history, log.summary, report, figures | curvature.figure(run_dir), params)
+
+
+def lane_bytes(cfg, n_train: int, n_test: int, sizes) -> int:
+    """A rough upper bound on the device memory one configuration of a sweep needs (float32):
+    parameters with optimizer state and gradients, a minibatch's activations, and the
+    activations of evaluating the larger of the training and test sets at once."""
+    width = sum(sizes[1:])
+    return 4 * (6 * mlp.param_count(sizes) + 4 * cfg.batch_size * width + 2 * max(n_train, n_test) * width)
+
+
+def _figures(run_dir, cfg, history, snapshots, active, dead) -> dict[str, str]:
+    figures = {"learning_curves": "learning_curves.png", "sparsity": "sparsity.png"}
+    title = f"{cfg.experiment} {'-'.join(map(str, cfg.hidden))} {cfg.optimizer} η={cfg.lr:g} {cfg.lr_schedule}"
+    if history["epoch"]:
+        plots.learning_curves(run_dir / figures["learning_curves"], history, title=title)
+    else:
+        figures.pop("learning_curves")
+    if snapshots:
+        side = int(round(np.sqrt(snapshots[min(snapshots)].shape[1])))
+        plots.weight_tiles(run_dir / "weights.png", snapshots, image_shape=(side, side),
+                           title=f"first-layer weights W1 ({snapshots[min(snapshots)].shape[0]} units)")
+        figures["weights"] = "weights.png"
+    plots.sparsity(run_dir / figures["sparsity"], active, dead, title="how often each hidden unit is active (test set)")
+    return figures
+
+
