@@ -82,7 +82,7 @@ def list_command() -> None:
     from optlab.core.optimizers import OPTIMIZERS
     from optlab.core.schedules import SCHEDULES
     from optlab.experiments import EXPERIMENTS
-    from optlab.problems.mlp import INITS
+    from optlab.problems.inits import INITS
 
     for title, registry in (("experiments", EXPERIMENTS), ("optimizers", OPTIMIZERS),
                             ("schedules (--lr-schedule)", SCHEDULES), ("initialisations (--init)", INITS)):

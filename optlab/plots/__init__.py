@@ -5,18 +5,33 @@ state), so figures render headless and from threads, and writes the PNG atomical
 `optlab.results.write_atomic`. Nothing here knows about the engine or the run folder layout.
 Non-finite numbers (a diverged run) never break a figure: they are masked, and the view is
 clipped to what is meaningful.
+
+Importing this package costs nothing: each name loads its module (and with it matplotlib, a
+third of a second) on first use, so that commands which draw nothing — `--help`, `list`, a
+table-only `compare` — never pay for it.
 """
 
-from optlab.plots._base import DPI, Curve
-from optlab.plots.analysis import edge_of_stability, heatmap, signals, spectral_density
-from optlab.plots.training import (
-           curves,
-           landscape,
-           learning_curves,
-           sparsity,
-           tile_grid,
-           weight_tiles,
-)
+from __future__ import annotations
 
-__all__ = ["DPI", "Curve", "curves", "edge_of_stability", "heatmap", "landscape", "learning_curves", "signals",
-           "sparsity", "spectral_density", "tile_grid", "weight_tiles"]
+import importlib
+from typing import Any
+
+_HOME = {
+    "DPI": "_base", "Curve": "_base",
+    "edge_of_stability": "analysis", "heatmap": "analysis", "signals": "analysis", "spectral_density": "analysis",
+    "curves": "training", "landscape": "training", "learning_curves": "training", "sparsity": "training",
+    "tile_grid": "training", "weight_tiles": "training",
+}
+__all__ = sorted(_HOME)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOME:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_HOME[name]}"), name)
+    globals()[name] = value  # later look-ups are plain attribute reads
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
