@@ -166,8 +166,8 @@ def main() -> None:
         return mlp.init(jax.random.key(args.seed), SIZES, "he")
 
     total_epochs = 1 + args.epochs * args.repeats
-    run_optlab, optlab_params, cfg = optlab_variant(images, labels, fresh_params(), args.n_train, args.batch_size, args.lr,
-                                     total_epochs, args.seed)
+    run_optlab, optlab_params, cfg = optlab_variant(images, labels, fresh_params(), args.n_train, args.batch_size,
+                                                    args.lr, total_epochs, args.seed)
     variants = {
         "optlab": run_optlab,
         "naive": naive_variant(images_np, labels_np, fresh_params(), args.n_train, args.batch_size, args.lr, args.seed),

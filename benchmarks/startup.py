@@ -63,7 +63,8 @@ def main() -> None:
         seconds = {name: median_seconds([*optlab, *argv], args.repeats) for name, argv in commands.items()}
     print(json.dumps({
         "repeats": args.repeats,
-        "baseline_s": {"minimal typer --help": round(typer_help, 3), "import typer, rich, matplotlib": round(libraries, 3)},
+        "baseline_s": {"minimal typer --help": round(typer_help, 3),
+                       "import typer, rich, matplotlib": round(libraries, 3)},
         "seconds": {k: round(v, 3) for k, v in seconds.items()},
         "ratio_to_minimal_typer_help": {k: round(v / typer_help, 2) for k, v in seconds.items()},
         "ratio_to_importing_typer_rich_matplotlib": {k: round(v / libraries, 2) for k, v in seconds.items()},

@@ -83,7 +83,8 @@ def tiny_case(steps: int, repeats: int) -> dict:
 
         def sweep():
             run = tiny.run_fn(cfgs[0])
-            program = jax.jit(jax.vmap(lambda h: run(params, h, jax.random.key(h["seed"]))), out_shardings=lanes.sharded)
+            program = jax.jit(jax.vmap(lambda h: run(params, h, jax.random.key(h["seed"]))),
+                              out_shardings=lanes.sharded)
             return lambda: program(hp)
 
         result = wall_ratio(single, sweep, repeats) | median_ratio(single(), sweep(), repeats)
@@ -144,7 +145,8 @@ def load_images(n_train: int) -> tuple[np.ndarray, np.ndarray, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-train", type=int, default=60_000)
-    parser.add_argument("--lecture-n-train", type=int, default=10_000, help="images for the (slow) lecture-network case")
+    parser.add_argument("--lecture-n-train", type=int, default=10_000,
+                        help="images for the (slow) lecture-network case")
     parser.add_argument("--tiny-steps", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=1)

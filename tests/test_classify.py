@@ -159,7 +159,8 @@ def test_same_seed_gives_bit_identical_history_and_another_seed_does_not(trained
 
 
 def test_constant_schedule_run_completes_with_lr_eta_every_epoch(fixture_dir, tmp_path):
-    outcome = run_quietly(resolve(data_dir=fixture_dir, run_dir=tmp_path / "constant", lr_schedule="constant", epochs=2))
+    outcome = run_quietly(resolve(data_dir=fixture_dir, run_dir=tmp_path / "constant", lr_schedule="constant",
+                                  epochs=2))
     assert outcome.status == "completed"
     assert outcome.record["history"]["lr"] == pytest.approx([0.01, 0.01], rel=1e-6)
 
@@ -231,14 +232,16 @@ BAD_INPUT = [
     ("a zero-width layer", ["--hidden", "225,0"], None, ["--hidden must be", "got '225,0'"]),
     ("a non-numeric width", ["--hidden", "abc"], None, ["--hidden must be", "got 'abc'"]),
     # 785·225 + 226·225 + 226·10 = 229,735 weights; a float32 Hessian of them is 229,735² × 4 B = 211.1 GB
-    ("newton on the MLP", ["--opt", "newton", "--hidden", "225,225"], None, ["--opt newton", "229,735 parameters", "211.1 GB"]),
+    ("newton on the MLP", ["--opt", "newton", "--hidden", "225,225"], None,
+     ["--opt newton", "229,735 parameters", "211.1 GB"]),
     ("a truncated gzip file", [], truncated, ["train-images-idx3-ubyte.gz: corrupt gzip data"]),
     ("a truncated raw file", [], truncated_raw, ["train-images-idx3-ubyte", "truncated"]),
     ("labels and images disagree", [], mismatched, ["240 images", "239 labels"]),
 ]
 
 
-@pytest.mark.parametrize("args, make_data, wanted", [case[1:] for case in BAD_INPUT], ids=[case[0] for case in BAD_INPUT])
+@pytest.mark.parametrize("args, make_data, wanted", [case[1:] for case in BAD_INPUT],
+                         ids=[case[0] for case in BAD_INPUT])
 def test_bad_input_is_one_error_line_exit_2_and_no_run_folder(args, make_data, wanted, fixture_dir, tmp_path):
     data_dir = make_data(tmp_path / "data") if make_data else fixture_dir
     out = tmp_path / "out"

@@ -53,7 +53,8 @@ SCRIPT = textwrap.dedent('''
     state, _, _ = epoch(state, hp, images, labels)
     report["mnist_state_shares"] = devices.shares(state.params[0]["w"])
     sharded = classify.run_lanes(s.configs, dataset, n_train, sizes, lanes, [None] * 6, SweepBar(True))
-    alone = classify.run_lanes(s.configs, dataset, n_train, sizes, devices.Lanes.over(6, first), [None] * 6, SweepBar(True))
+    alone = classify.run_lanes(s.configs, dataset, n_train, sizes, devices.Lanes.over(6, first), [None] * 6,
+                               SweepBar(True))
     report["mnist_max_diff"] = max(abs(x - y) for a, b in zip(sharded, alone)
                                    for x, y in zip(a.history["train_loss"], b.history["train_loss"]))
     report["mnist_final_losses"] = [a.history["train_loss"][-1] for a in sharded]
@@ -157,7 +158,7 @@ DATA_PARALLEL_SCRIPT = textwrap.dedent('''
     report["max_diff"] = max(abs(a - b) for k in ("train_loss", "test_loss", "minibatch_loss", "test_error")
                              for a, b in zip(plain["history"][k], split["history"][k]))
     report["epochs"] = [len(plain["history"]["epoch"]), len(split["history"]["epoch"])]
-    report["summary_devices"] = [plain["summary"].get("data_parallel_devices"), split["summary"].get("data_parallel_devices")]
+    report["summary_devices"] = [r["summary"].get("data_parallel_devices") for r in (plain, split)]
     report["config"] = split["config"]["data_parallel"]
 
     class StopAfter2:  # a Ctrl-C after the second epoch, once its checkpoint is written

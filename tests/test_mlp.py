@@ -76,7 +76,7 @@ def test_gradient_matches_central_finite_differences_in_float64():
                 for flat in rng.choice(value.size, size=min(4, value.size), replace=False):
                     idx = np.unravel_index(flat, value.shape)
 
-                    def at(delta):
+                    def at(delta, value=value, idx=idx, i=i, name=name):  # bound now, not at the loop's end
                         moved = [dict(p) for p in params]
                         shifted = value.copy()
                         shifted[idx] += delta
@@ -90,7 +90,8 @@ def test_gradient_matches_central_finite_differences_in_float64():
         assert checked == 4 * 5 + 3  # distinct coordinates: 4 of every w and b, all 3 of the last bias
         # the weight-decay term really is in the gradient: with λ the W-gradient differs by exactly λW
         plain = jax.jit(jax.grad(lambda p: mlp.loss(p, batch, KEY)))(params)
-        np.testing.assert_allclose(np.asarray(grads[1]["w"] - plain[1]["w"]), decay * np.asarray(params[1]["w"]), rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(np.asarray(grads[1]["w"] - plain[1]["w"]), decay * np.asarray(params[1]["w"]),
+                                   rtol=1e-12, atol=1e-15)
         np.testing.assert_allclose(np.asarray(grads[1]["b"]), np.asarray(plain[1]["b"]), rtol=1e-12, atol=1e-15)
 
 
@@ -99,7 +100,8 @@ def test_loss_equals_numpy_cross_entropy_plus_half_lambda_squared_weights():
     params = random_params(4, sizes)
     images, labels = random_images(5, 9), np.random.default_rng(6).integers(0, 3, 9).astype(np.uint8)
     logits, _ = np_forward(params, images)
-    penalty = 0.5 * decay * sum(float(np.sum(np.asarray(p["w"], np.float64) ** 2)) for p in params)  # weights only, not biases
+    # weights only, not biases
+    penalty = 0.5 * decay * sum(float(np.sum(np.asarray(p["w"], np.float64) ** 2)) for p in params)
     expected = np_cross_entropy(logits, labels) + penalty
     loss = jax.jit(mlp.loss, static_argnames="weight_decay")
     got = float(loss(params, (jnp.asarray(images), jnp.asarray(labels)), KEY, weight_decay=decay))

@@ -159,8 +159,8 @@ def test_resume_after_sigkill_gives_the_uninterrupted_result_bit_for_bit(data_di
     assert straight.exit_code == 0, straight.output
 
     killed = tmp_path / "killed"  # the same run in a real process, killed mid-training
-    process = subprocess.Popen([sys.executable, "-m", "optlab", "run", "mnist", *map(str, args), "--run-dir", str(killed)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    command = [sys.executable, "-m", "optlab", "run", "mnist", *map(str, args), "--run-dir", str(killed)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for_epochs(killed, 10)
     process.kill()
     process.communicate(timeout=60)

@@ -31,7 +31,7 @@ def deep(tmp_path_factory) -> dict:
 
 
 def line(record: dict, init: str, scale: float) -> dict:
-    return next(l for l in record["summary"]["lines"] if l["init"] == init and l["init_scale"] == scale)
+    return next(line for line in record["summary"]["lines"] if line["init"] == init and line["init_scale"] == scale)
 
 
 def test_he_stays_within_a_factor_2_across_20_layers_and_glorot_decays(deep):
@@ -68,8 +68,8 @@ def test_every_depth_init_and_scale_is_a_row_and_the_figure_is_written(tmp_path)
 def test_real_mnist_inputs_follow_the_same_theory(tmp_path):
     record = run_signals(tmp_path, depth="20", init="he,glorot", init_scale="1", data_dir=str(SHARED_MNIST))
     assert record["analysis"]["data"].startswith("the first 256 MNIST training images")
-    for l in record["summary"]["lines"]:
-        assert l["forward_factor"] == pytest.approx(l["theory_factor"], rel=0.10)
+    for line in record["summary"]["lines"]:
+        assert line["forward_factor"] == pytest.approx(line["theory_factor"], rel=0.10)
 
 
 @pytest.mark.parametrize("args, message", [

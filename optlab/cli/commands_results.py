@@ -89,7 +89,7 @@ def compare(
     where: Annotated[list[str], typer.Option(
         "--where", metavar="KEY=VALUE",
         help="Keep runs whose config KEY equals VALUE (e.g. optimizer=adam, lr=0.25, hidden=225,225, "
-             "status=completed). Repeat for more keys; the same key twice means either value.")] = [],
+             "status=completed). Repeat for more keys; the same key twice means either value.")] = [],  # noqa: B006 (Typer's default; never mutated)
     group: GroupOpt = False,
     fmt: Annotated[Format, typer.Option(
         "--format", help="table (fits the terminal), or markdown, csv, json on stdout for piping.")] = Format.table,
@@ -129,7 +129,7 @@ def report(
         help="Where to write the page; the Markdown twin goes beside it as FILE.md (default: RESULTS/report.html).")
     ] = None,
     where: Annotated[list[str], typer.Option(
-        "--where", metavar="KEY=VALUE", help="Only runs whose config KEY equals VALUE (as in compare).")] = [],
+        "--where", metavar="KEY=VALUE", help="Only runs whose config KEY equals VALUE (as in compare).")] = [],  # noqa: B006 (Typer's default)
     group: GroupOpt = False,
 ) -> None:
     """Write one self-contained HTML page (figures embedded, opens offline) and a Markdown twin.
@@ -193,7 +193,8 @@ def reproduce(
 
 def _experiment_files(folder: Path) -> list[Path]:
     if not folder.is_dir():
-        raise ConfigError(f"--experiments {folder}: no such folder (run from the repository root or pass --experiments DIR)")
+        raise ConfigError(f"--experiments {folder}: no such folder "
+                          "(run from the repository root or pass --experiments DIR)")
     files = sorted(folder.glob("*.toml"))
     if not files:
         raise ConfigError(f"--experiments {folder}: no *.toml experiment files in it")

@@ -46,7 +46,8 @@ class Lines:
         self.total, self.description = total, description
 
     def advance(self, completed: int, metrics: Mapping[str, float]) -> None:
-        print(f"{self.description} {completed}/{self.total}  {describe(metrics)}".rstrip(), file=self.stream, flush=True)
+        line = f"{self.description} {completed}/{self.total}  {describe(metrics)}".rstrip()
+        print(line, file=self.stream, flush=True)
 
     def stop(self) -> None: ...
 

@@ -21,7 +21,8 @@ def summary_rows(sweep: Sweep, records: Sequence[dict], dirs: Sequence[Path | No
     """One row per configuration: run id, the varied settings, status, and every summary number."""
     rows = []
     for cfg, record, d in zip(sweep.configs, records, dirs):
-        numbers = {k: v for k, v in record["summary"].items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        numbers = {k: v for k, v in record["summary"].items()
+                   if isinstance(v, (int, float)) and not isinstance(v, bool)}
         rows.append({"run_id": record["run_id"], **{k: _plain(getattr(cfg, k)) for k in sweep.columns},
                      "status": record["status"], **numbers, "config": record["config"],
                      "path": str(d) if d else None})
@@ -137,9 +138,10 @@ def write_outputs(sweep_dir: Path, sweep: Sweep, rows: Sequence[dict], metric: s
     for r in rows:
         writer.writerow({k: _label(r[k]) if isinstance(r.get(k), list) else r.get(k) for k in columns})
     results.write_atomic(sweep_dir / "summary.csv", buffer.getvalue().encode())
-    results.write_json(sweep_dir / "summary.json", {"grid": {k: [_plain(v) for v in vs] for k, vs in sweep.grid.items()},
-                                                     "metric": metric, "best": best and best["run_id"],
-                                                     "runs": [{k: v for k, v in r.items() if k != "config"} for r in rows]})
+    results.write_json(sweep_dir / "summary.json", {
+        "grid": {k: [_plain(v) for v in vs] for k, vs in sweep.grid.items()},
+        "metric": metric, "best": best and best["run_id"],
+        "runs": [{k: v for k, v in r.items() if k != "config"} for r in rows]})
     values, row_labels, col_labels, ylabel, xlabel, note = heatmap_grid(sweep, rows, metric)
     plots.heatmap(sweep_dir / "heatmap.png", values, row_labels, col_labels, xlabel=xlabel, ylabel=ylabel,
                   title=f"final {metric}" + (f" ({note})" if note else ""))
