@@ -194,8 +194,8 @@ class RunConfig:
     """One run. Each field's metadata["setting"] (a Setting, made by `setting()`) is its whole declaration;
     which experiments use it is theirs to say (Experiment.fields, see `applicable`)."""
 
-    experiment: str = setting("tiny", name, "what to optimize", "EXPERIMENT", grid="fixed", commands=(),
-                              choices="optlab.experiments:EXPERIMENTS")
+    experiment: str = setting("", name, "what to optimize (every run names one)", "EXPERIMENT", grid="fixed",
+                              commands=(), choices="optlab.experiments:EXPERIMENTS")
     optimizer: str = setting("gd", name, "optimizer", "NAME", flag="--opt", choices="optlab.core.optimizers:OPTIMIZERS")
     lr: float | None = setting(None, positive, "step size η (default: per optimizer and experiment)", "FLOAT")
     lr_schedule: str = setting("constant", name, "learning-rate schedule", "NAME",

@@ -73,7 +73,9 @@ def test_set_errors_name_the_key(tmp_path):
     with pytest.raises(ConfigError, match="--set expects key=value, got 'lr'"):
         parse_sets(["lr"])
     with pytest.raises(ConfigError, match=r"--set anneal_fraction must be a number in \(0, 1\], got '2'"):
-        resolve([parse_sets(["anneal-fraction=2"])])
+        resolve([Layer({"experiment": "tiny"}, "argument"), parse_sets(["anneal-fraction=2"])])
+    with pytest.raises(ConfigError, match="no experiment given"):
+        resolve([parse_sets(["lr=0.1"])])
 
 
 def test_toml_errors_name_the_file(tmp_path):

@@ -29,8 +29,10 @@ def resolve(layers: Iterable[Layer]) -> RunConfig:
             if key not in FIELDS:
                 raise ConfigError(f"{layer.label(key)}: unknown setting {config.suggest(key, FIELDS)}")
             given[key] = (raw, layer)
-    experiment_name = (_parse("experiment", *given["experiment"], config.name) if "experiment" in given
-                       else RunConfig.experiment)
+    if "experiment" not in given:
+        raise ConfigError("no experiment given: name one (optlab list shows them), "
+                          "or give a FILE.toml that sets experiment = \"NAME\"")
+    experiment_name = _parse("experiment", *given["experiment"], config.name)
     experiment = EXPERIMENTS[experiment_name]
     settings = applicable(experiment)
     for key, (_, layer) in given.items():
