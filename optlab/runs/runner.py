@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from optlab import config, results
+from optlab import config, interrupts, results
 from optlab.config import RunConfig
 from optlab.errors import Interrupted, ResultsError
 from optlab.experiments import EXPERIMENTS, Progress, RunContext
@@ -59,6 +59,7 @@ def resume(run_dir: Path, quiet: bool = False, bar: Progress | None = None) -> R
     run would have given.
     """
     run_dir = Path(run_dir)
+    results.claim_run_dir(run_dir)  # [writeside] a second resume of this folder fails here, naming it
     record = results.read_metrics(run_dir)
     if record["status"] == "completed":
         raise ResultsError(f"{run_dir}: the run has completed; there is nothing to resume")
@@ -83,26 +84,32 @@ def _execute(job, run_dir: Path, record: dict, bar: Progress, resume: bool) -> R
         record.update(history={k: list(v) for k, v in history.items()}, summary=dict(summary),
                       analysis=dict(analysis or record["analysis"]))
         results.write_metrics(run_dir, record)
+        interrupts.check()  # [writeside] a safe point: a signal JAX swallowed stops the run here
 
     def save_checkpoint(epoch: int, state, extras: dict) -> None:
         checkpoint.save(run_dir, epoch, state, extras)
 
     previous = record if resume else None
+    received: list[int] = []  # [writeside] bound even if the signal comes before the `with`
     try:
         with _sigterm_as_keyboard_interrupt() as received:
             outcome = job(RunContext(run_dir, bar, save_progress, save_checkpoint, previous))
+            interrupts.check()  # [writeside] the signal JAX swallowed, and the final writes in the try:
+            record.update(status=outcome.status, history=outcome.history, summary=outcome.summary,
+                          analysis=outcome.analysis, figures=outcome.figures)
+            results.save_params(run_dir, outcome.params)  # [writeside] a failure here is recorded too
+            results.write_metrics(run_dir, record)
     except KeyboardInterrupt:
-        results.write_metrics(run_dir, record | {"status": "interrupted"})
-        name, code = ("SIGTERM", 143) if received else ("interrupted (Ctrl-C)", 130)
+        sigterm = received or interrupts.received() == signal.SIGTERM  # [writeside]
+        name, code = ("SIGTERM", 143) if sigterm else ("interrupted (Ctrl-C)", 130)
+        results.record_end(run_dir, record | {"status": "interrupted"}, exit_code=code)  # [writeside]
         raise Interrupted(f"{name}: the run stopped; what it finished is in {run_dir} "
                           f"(continue with: optlab run --resume {run_dir})", code) from None
-    except BaseException as e:
-        results.write_metrics(run_dir, record | {"status": "failed", "error": f"{type(e).__name__}: {e}"})
+    except BaseException as e:  # [writeside] record_end: if even this write fails, one error says both
+        results.record_end(run_dir, record | {"status": "failed", "error": f"{type(e).__name__}: {e}"}, e)
         raise
-    record.update(status=outcome.status, history=outcome.history, summary=outcome.summary,
-                  analysis=outcome.analysis, figures=outcome.figures)
-    results.save_params(run_dir, outcome.params)
-    results.write_metrics(run_dir, record)
+    finally:
+        results.release_run_dir(run_dir)  # [writeside] end this process's claim on the folder
     (run_dir / checkpoint.CHECKPOINT_FILE).unlink(missing_ok=True)  # only for resuming; params.npz stays
     return RunOutcome(run_dir, outcome.status, record, outcome.notes)
 
@@ -115,8 +122,8 @@ def _sigterm_as_keyboard_interrupt() -> Iterator[list]:
     Yields a list that is non-empty once SIGTERM arrived.
     """
     received: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield received  # signal handlers can only be set from the main thread
+    if threading.current_thread() is not threading.main_thread() or interrupts.installed():  # [writeside]
+        yield received  # signal handlers can only be set from the main thread; optlab.interrupts' stay
         return
 
     def handler(signum, frame):
