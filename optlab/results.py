@@ -197,10 +197,10 @@ def record_end(run_dir: Path, record: Mapping[str, Any], cause: BaseException | 
     try:
         write_metrics(run_dir, record)
     except (WriteError, OSError) as e:
-        what = "" if cause is None else str(cause) if isinstance(cause, (ResultsError, OSError)) \
+        what = "the run was stopped" if cause is None else str(cause) if isinstance(cause, (ResultsError, OSError)) \
             else f"{type(cause).__name__}: {cause}"
-        error = WriteError(f"{what}{'; ' if what else ''}and {Path(run_dir) / METRICS_FILE} could not be marked "
-                           f"{record['status']} ({getattr(e, 'strerror', None) or e}): it may still say running")
+        error = WriteError(f"{what}; {Path(run_dir) / METRICS_FILE} could not be marked {record['status']} either "
+                           f"({getattr(e, 'strerror', None) or e}), so it may still say running")
         error.exit_code = exit_code or EXIT_IO
         raise error from None
 
