@@ -29,6 +29,7 @@ EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 _received: list[int] = []
 _installed = False
 _deferred = False
+_leave_hooks: list[Callable[[], None]] = []  # run before os._exit, which skips atexit
 
 
 def install() -> None:
@@ -105,8 +106,18 @@ def run_main(load: Callable[[], Callable[[], None]]) -> None:
         _leave("error: interrupted", exit_code())
 
 
+def on_leave(hook: Callable[[], None]) -> None:
+    """Run `hook` (cheap, no JAX) before the quick exit after a signal, as atexit would at a normal one."""
+    _leave_hooks.append(hook)
+
+
 def _leave(message: str | None, code: int) -> None:
     """Print `message`, flush, and exit at once: no interpreter teardown under XLA's threads."""
+    for hook in _leave_hooks:
+        try:
+            hook()
+        except Exception:
+            pass  # leaving regardless: the kernel ends the claims anyway
     try:
         if message:
             print(message, file=sys.stderr)

@@ -1,7 +1,8 @@
 """Run folders: the one module that writes and reads them.
 
 A run folder holds `metrics.json` (the results contract, below), the PNG figures it names,
-and `params.npz` (the final parameters). Every file is written to a temporary name in the
+and `params.npz` (the final parameters); while a process writes it, also `.optlab.lock`, its
+claim (optlab.runs.claim). Every file is written to a temporary name in the
 same folder and renamed into place, so a reader never sees half a file.
 
 metrics.json keys (users script against these names; renaming one means bumping
@@ -98,8 +99,8 @@ def create_run_dir(path: Path, overwrite: bool = False) -> Path:
 def claim_run_dir(path: Path) -> Path:
     """Claim an existing run folder (for --resume), so a second resume of it fails at once."""
     path = Path(path)
-    if not path.is_dir():
-        raise ResultsError(f"{path / METRICS_FILE}: no such file")
+    if not (path / METRICS_FILE).is_file():  # not a run folder: leave it untouched (read_metrics says more)
+        read_metrics(path)
     claim.acquire(path)
     return path
 

@@ -20,7 +20,8 @@ from optlab.runs import runner
 from test_classify import write_fixture
 
 ENV = {**os.environ, "JAX_PLATFORMS": "cpu"}
-HOLD = "import sys, time; from optlab.runs import claim; claim.acquire(sys.argv[1]); print('held', flush=True); time.sleep(60)"
+HOLD = ("import sys, time; from optlab.runs import claim; claim.acquire(sys.argv[1]); "
+        "print('held', flush=True); time.sleep(60)")
 
 
 def optlab(*args, **kwargs) -> subprocess.Popen:
@@ -58,14 +59,14 @@ def test_a_folder_another_process_claimed_is_refused_naming_it(tmp_path):
     folder.mkdir()
     holder = hold(folder)
     try:
-        for attempt in (lambda: results.create_run_dir(folder), lambda: results.create_run_dir(folder, overwrite=True),
-                        lambda: results.claim_run_dir(folder)):
+        for overwrite in (False, True):
             with pytest.raises(ResultsError, match=rf"run folder {folder} is in use by another optlab process "
                                                    rf"\(pid {holder.pid}\)"):
-                attempt()
+                results.create_run_dir(folder, overwrite)
         (folder / "metrics.json").write_text("{}")  # what the holder writes: still "in use", not "not empty"
-        with pytest.raises(ResultsError, match="in use by another optlab process"):
-            results.create_run_dir(folder)
+        for attempt in (lambda: results.create_run_dir(folder), lambda: results.claim_run_dir(folder)):
+            with pytest.raises(ResultsError, match=f"run folder {folder} is in use by another optlab process"):
+                attempt()
     finally:
         holder.kill()
         holder.wait()
@@ -99,6 +100,17 @@ def test_resume_refuses_overwrite_instead_of_ignoring_it(tmp_path, write_run):
     assert one_error_line(result.stderr) == (f"error: --resume continues {folder} in place; "
                                              "--overwrite cannot be given with it\n")
     assert (folder / "metrics.json").read_bytes() == before
+
+
+def test_a_refused_resume_leaves_the_folder_as_it_was(tmp_path, write_run):
+    done, notes = write_run(tmp_path), tmp_path / "notes"
+    notes.mkdir()
+    for folder, reason in ((done, "has completed"), (notes, "no such file")):
+        before = sorted(p.name for p in folder.iterdir())
+        process = optlab("run", "--resume", folder, "-q")
+        _, stderr = process.communicate(timeout=120)
+        assert process.returncode == 2 and reason in one_error_line(stderr)
+        assert sorted(p.name for p in folder.iterdir()) == before  # no lock file left behind
 
 
 @pytest.mark.slow
@@ -169,10 +181,10 @@ main()
 
 @pytest.mark.parametrize("persistent", [False, True], ids=["record-written", "record-unwritable"])
 def test_a_full_disk_mid_run_is_one_line_exit_74_and_the_record_says_failed(tmp_path, persistent):
-    script, run_dir = tmp_path / "full_disk.py", tmp_path / "run"
-    script.write_text(FULL_DISK)
-    # write 1: metrics.json "running"; write 2: the first figure; then params.npz, metrics.json "completed"
-    args = [sys.executable, str(script), "2", "persistent" if persistent else "once",
+    run_dir = tmp_path / "run"
+    # write 1: metrics.json "running"; write 2: the first figure; then params.npz, metrics.json "completed".
+    # `-c`, as `-m optlab` does, puts the working directory first on sys.path: the same optlab as the tests'.
+    args = [sys.executable, "-c", FULL_DISK, "2", "persistent" if persistent else "once",
             "run", "tiny", "--steps", "20", "--run-dir", str(run_dir), "-q"]
     done = subprocess.run(args, capture_output=True, text=True, env=ENV, timeout=120)
     assert done.returncode == results.EXIT_IO == 74, done.stderr

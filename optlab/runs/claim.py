@@ -5,16 +5,19 @@ would otherwise both write it, and one run's result would silently replace the o
 process claims a folder by holding an exclusive flock on RUN_DIR/.optlab.lock while it writes
 there. The kernel drops the lock when the process dies, however it dies (SIGKILL included), so a
 claim is never stale: a lock file left behind is only an empty file, and the next process claims
-the folder again. Only the standard library is used here.
+the folder again. Claims end with the process: at exit (and on optlab's quick exit after a
+signal) every lock file this process holds is removed. Only the standard library is used here.
 """
 
 from __future__ import annotations
 
+import atexit
 import fcntl
 import os
 import time
 from pathlib import Path
 
+from optlab import interrupts
 from optlab.errors import ResultsError
 
 LOCK_FILE = ".optlab.lock"
@@ -88,6 +91,16 @@ def release(folder: Path) -> None:
 
 def held(folder: Path) -> bool:
     return Path(folder).resolve() in _held
+
+
+def release_all() -> None:
+    """End every claim of this process (at exit), so no lock file is left in a folder it refused."""
+    for key in list(_held):
+        release(key)
+
+
+atexit.register(release_all)
+interrupts.on_leave(release_all)
 
 
 def _lock(fd: int) -> None:
