@@ -79,15 +79,16 @@ def _execute(job, run_dir: Path, record: dict, bar: Progress, resume: bool) -> R
     results.write_metrics(run_dir, record)
 
     def save_progress(history: dict, summary: dict, analysis: dict | None = None) -> None:
+        interrupts.check()  # [writeside] safe point: a signal during an epoch keeps the record of the one before
         # Copies: the experiment goes on appending to its own lists, and an interrupted run must
         # record exactly the last consistent state (history and summary of the same epoch).
         record.update(history={k: list(v) for k, v in history.items()}, summary=dict(summary),
                       analysis=dict(analysis or record["analysis"]))
         results.write_metrics(run_dir, record)
-        interrupts.check()  # [writeside] a safe point: a signal JAX swallowed stops the run here
 
     def save_checkpoint(epoch: int, state, extras: dict) -> None:
         checkpoint.save(run_dir, epoch, state, extras)
+        interrupts.check()  # [writeside] safe point: the record and the checkpoint hold the same epochs
 
     previous = record if resume else None
     received: list[int] = []  # [writeside] bound even if the signal comes before the `with`
