@@ -282,3 +282,16 @@ def test_signals_are_noted_while_deferred_and_raised_at_the_next_safe_point(monk
             interrupts.check()
     with pytest.raises(KeyboardInterrupt):  # outside, it raises at once, as Python's own handler
         interrupts._handler(signal.SIGINT, None)
+
+
+@pytest.mark.parametrize("received, code", [([], 130), ([signal.SIGTERM], 143)], ids=["Ctrl-C", "SIGTERM"])
+def test_an_interrupted_command_says_so_in_one_line_with_its_signal_code(monkeypatch, received, code):
+    from optlab import interrupts
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(interrupts, "_received", received)
+    monkeypatch.setattr(runner, "run", stopped)  # Typer alone would exit 130 without a word, even after SIGTERM
+    result = CliRunner().invoke(app, ["run", "tiny"])
+    assert result.exit_code == code and one_error_line(result.stderr) == "error: interrupted\n"

@@ -30,13 +30,24 @@ class OneLineErrors(TyperGroup):
             fail(e.format_message(), e.exit_code or EXIT_USAGE, standalone_mode, e)
         except OptlabError as e:
             fail(str(e), getattr(e, "exit_code", EXIT_USAGE), standalone_mode, e)
-        except (typer.Abort, KeyboardInterrupt) as e:
-            fail("interrupted", interrupts.exit_code(EXIT_INTERRUPTED), standalone_mode, e)
+        except (typer.Abort, KeyboardInterrupt, _Interrupted) as e:
+            fail("interrupted", interrupts.exit_code(EXIT_INTERRUPTED), standalone_mode, e.__cause__ or e)
         except OSError as e:  # a write outside optlab.results (which names the file itself)
             fail(os_error_line(e), EXIT_IO, standalone_mode, e)
         if not standalone_mode:
             return rv
         sys.exit(rv if isinstance(rv, int) else 0)
+
+    def invoke(self, ctx):
+        """Typer turns a KeyboardInterrupt in a command into a silent exit 130 (even after SIGTERM): keep it ours."""
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as e:
+            raise _Interrupted from e
+
+
+class _Interrupted(Exception):
+    """A KeyboardInterrupt carried past Typer's own handling of it, to `OneLineErrors.main`."""
 
 
 def os_error_line(e: OSError) -> str:
