@@ -31,7 +31,8 @@ class OneLineErrors(TyperGroup):
         except OptlabError as e:
             fail(str(e), getattr(e, "exit_code", EXIT_USAGE), standalone_mode, e)
         except (typer.Abort, KeyboardInterrupt, _Interrupted) as e:
-            fail("interrupted", interrupts.exit_code(EXIT_INTERRUPTED), standalone_mode, e.__cause__ or e)
+            fail("interrupted", interrupts.exit_code(EXIT_INTERRUPTED), standalone_mode,
+                 e.__cause__ if isinstance(e, _Interrupted) else e)
         except OSError as e:  # a write outside optlab.results (which names the file itself)
             fail(os_error_line(e), EXIT_IO, standalone_mode, e)
         if not standalone_mode:
