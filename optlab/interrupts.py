@@ -8,16 +8,21 @@ threads still run, interpreter teardown can crash (Segmentation fault, exit 139)
 `interrupted` was recorded.
 
 So `run_main` installs the handler before any heavy import, and the handler raises nothing
-while signals are *deferred* (the imports, and a whole `optlab run`): it only notes the signal,
-and `check()` raises KeyboardInterrupt at safe points (after the imports, before the run folder
-is made, after each epoch's record, before the final record). Elsewhere (other commands) it
-raises KeyboardInterrupt as Python's own handler does. After the error line the process leaves
-with os._exit, which skips the teardown that can crash. This
+while signals are *deferred* (during the imports, and while a run writes its record): it only
+notes the signal, and `check()` raises KeyboardInterrupt at safe points (after the imports,
+before the run folder is made, before each epoch's record and after its checkpoint, before the
+final record). Elsewhere (preparing a run, downloading its data, other commands) it raises
+KeyboardInterrupt at once, as Python's own handler does, except inside a garbage-collection
+callback or a finalizer, which would swallow it: there the signal is sent again 20 ms later. If
+it is lost all the same, the next safe point or the end of the command raises it again. After
+the error line the process leaves with os._exit, which skips the teardown that can crash. This
 module uses only the standard library, so that it is cheap to import first.
 """
 
 from __future__ import annotations
 
+import functools
+import gc
 import os
 import signal
 import sys
@@ -47,8 +52,24 @@ def installed() -> bool:
 
 def _handler(signum: int, frame) -> None:
     _received.append(signum)
-    if not _deferred:
-        raise KeyboardInterrupt
+    if _deferred:
+        return
+    if _in_callback(frame):  # JAX's gc callback, a __del__: they would swallow it and print a traceback
+        retry = threading.Timer(0.02, os.kill, (os.getpid(), signum))
+        retry.daemon = True
+        retry.start()  # so the handler runs again a moment later, outside the callback
+        return
+    raise KeyboardInterrupt
+
+
+def _in_callback(frame) -> bool:
+    """True if `frame` runs inside a garbage-collection callback or a finalizer (exceptions there are lost)."""
+    callbacks = {getattr(cb, "__code__", None) for cb in gc.callbacks}
+    while frame is not None:
+        if frame.f_code in callbacks or frame.f_code.co_name == "__del__":
+            return True
+        frame = frame.f_back
+    return False
 
 
 @contextmanager
@@ -81,6 +102,15 @@ def check() -> None:
 def exit_code(default: int = 130) -> int:
     """130 after SIGINT, 143 after SIGTERM (the shell's 128 + signal number)."""
     return EXIT_CODES.get(received(), default)
+
+
+def deferring(fn: Callable) -> Callable:
+    """`fn` runs with signals deferred (see `deferred`)."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with deferred():
+            return fn(*args, **kwargs)
+    return wrapper
 
 
 def run_main(load: Callable[[], Callable[[], None]]) -> None:

@@ -39,8 +39,16 @@ class OneLineErrors(TyperGroup):
             return rv
         sys.exit(rv if isinstance(rv, int) else 0)
 
+    def make_context(self, *args, **kwargs):
+        """Typer turns a KeyboardInterrupt while parsing or running a command into a silent exit 130
+        (even after SIGTERM): carry it past Typer as `_Interrupted`, to say it in one line."""
+        try:
+            return super().make_context(*args, **kwargs)
+        except KeyboardInterrupt as e:
+            raise _Interrupted from e
+
     def invoke(self, ctx):
-        """Typer turns a KeyboardInterrupt in a command into a silent exit 130 (even after SIGTERM): keep it ours."""
+        """As `make_context`, for the command itself."""
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt as e:

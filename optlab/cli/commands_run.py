@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from optlab import config, interrupts
+from optlab import config
 from optlab.cli.app import app
 from optlab.errors import ConfigError
 from optlab.runs import resolve, runner
@@ -72,8 +72,7 @@ def run_command(
             raise ConfigError("--resume takes the run's own settings; give no experiment, file or other settings with it")
         if overwrite:  # [writeside] it would be silently ignored
             raise ConfigError(f"--resume continues {resume} in place; --overwrite cannot be given with it")
-        with interrupts.deferred():  # [writeside] signals stop the run at its safe points (optlab.interrupts)
-            outcome = runner.resume(resume, quiet=quiet)
+        outcome = runner.resume(resume, quiet=quiet)
     elif target is None:
         raise ConfigError("missing EXPERIMENT or FILE.toml (see optlab list), or --resume RUN_DIR")
     else:
@@ -81,8 +80,7 @@ def run_command(
         if config_file is not None:
             layers.append(config.read_toml(config_file))
         layers += [config.parse_sets(sets), config.Layer(flags, "flag")]
-        with interrupts.deferred():  # [writeside] as above
-            outcome = runner.run(resolve.resolve(layers), quiet=quiet, overwrite=overwrite)
+        outcome = runner.run(resolve.resolve(layers), quiet=quiet, overwrite=overwrite)
     for note in outcome.notes:
         stderr.print(f"[yellow]note:[/] {note}", soft_wrap=True)
     if not quiet:

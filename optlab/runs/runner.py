@@ -74,6 +74,7 @@ def resume(run_dir: Path, quiet: bool = False, bar: Progress | None = None) -> R
     return _execute(job, run_dir, record, bar or progress.for_terminal(quiet), resume=True)
 
 
+@interrupts.deferring  # [writeside] signals stop the run at its safe points (optlab.interrupts)
 def _execute(job, run_dir: Path, record: dict, bar: Progress, resume: bool) -> RunOutcome:
     """Run the job, keeping metrics.json valid and truthful whatever happens."""
     results.write_metrics(run_dir, record)
