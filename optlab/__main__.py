@@ -1,3 +1,3 @@
-from optlab.cli import main
+from optlab.cli import main  # light: the heavy imports come after the signal handlers (optlab.interrupts)
 
 main()

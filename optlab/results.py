@@ -1,7 +1,8 @@
 """Run folders: the one module that writes and reads them.
 
 A run folder holds `metrics.json` (the results contract, below), the PNG figures it names,
-and `params.npz` (the final parameters). Every file is written to a temporary name in the
+and `params.npz` (the final parameters); while a process writes it, also `.optlab.lock`, its
+claim (optlab.runs.claim). Every file is written to a temporary name in the
 same folder and renamed into place, so a reader never sees half a file.
 
 metrics.json keys (users script against these names; renaming one means bumping
@@ -27,12 +28,16 @@ from typing import Any
 
 import numpy as np
 
+from optlab import interrupts
 from optlab.errors import ResultsError
+from optlab.runs import claim
 
 SCHEMA_VERSION = 1
 METRICS_FILE = "metrics.json"
 PARAMS_FILE = "params.npz"
 CHECKPOINT_FILE = "checkpoint.npz"  # optlab.runs.checkpoint's, named here so --overwrite knows it
+LOCK_FILE = claim.LOCK_FILE  # held while a process writes the folder (optlab.runs.claim)
+EXIT_IO = 74  # EX_IOERR: a write failed (disk full, quota, I/O error); 1 means "diverged", 2 bad input
 STATUSES = ("running", "completed", "diverged", "interrupted", "failed")
 REQUIRED_KEYS = (
     "schema_version", "run_id", "status", "experiment", "config",
@@ -49,33 +54,73 @@ def _current_umask() -> int:
 _UMASK = _current_umask()
 
 
+class WriteError(ResultsError):
+    """A file of a run folder could not be written: the OS error, naming the file. Exit code 74."""
+
+    exit_code = EXIT_IO
+
+
 def new_run_id(name: str) -> str:
     """`mnist-adam-20261127-211530-3f9a1c`: readable, sortable by time, unique by its random tail."""
     return f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
 
 
 def create_run_dir(path: Path, overwrite: bool = False) -> Path:
-    """Create an empty run folder and prove it is writable, before any work starts.
+    """Create an empty run folder, claim it for this process and prove it is writable, before any work.
 
     With `overwrite`, an existing folder is emptied only if it is an optlab run folder (see
-    `replaceable_files`); anything else is refused and left exactly as it was.
+    `replaceable_files`); anything else is refused and left exactly as it was. The claim
+    (optlab.runs.claim) makes a second process given the same folder fail at once, naming it;
+    `release_run_dir` ends it. Emptiness is checked again once claimed: a run that finished
+    in between is not clobbered.
     """
     path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise ResultsError(f"run folder {path} exists and is not a directory")
-    if path.exists() and any(path.iterdir()):
-        if not overwrite:
-            raise ResultsError(f"run folder {path} already exists and is not empty (pass --overwrite to replace it)")
-        for file in replaceable_files(path):
-            file.unlink()
+    interrupts.check()  # a signal JAX swallowed during the preparation: stop before any folder exists
+    _refuse_to_clobber(path, overwrite)  # before touching anything
     try:
         path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ResultsError(f"cannot write to results folder {path}: {e.strerror or e}") from None
+    claim.acquire(path)
+    try:
+        for file in _refuse_to_clobber(path, overwrite):
+            file.unlink()
         probe = path / ".write-probe"
         probe.write_bytes(b"ok")
         probe.unlink()
     except OSError as e:
+        claim.release(path)
         raise ResultsError(f"cannot write to results folder {path}: {e.strerror or e}") from None
+    except BaseException:
+        claim.release(path)
+        raise
     return path
+
+
+def claim_run_dir(path: Path) -> Path:
+    """Claim an existing run folder (for --resume), so a second resume of it fails at once."""
+    path = Path(path)
+    if not (path / METRICS_FILE).is_file():  # not a run folder: leave it untouched (read_metrics says more)
+        read_metrics(path)
+    claim.acquire(path)
+    return path
+
+
+def release_run_dir(path: Path) -> None:
+    """End this process's claim on a run folder (the kernel ends it too, when the process dies)."""
+    claim.release(path)
+
+
+def _refuse_to_clobber(path: Path, overwrite: bool) -> list[Path]:
+    """The files to delete before `path` can hold a new run: none, or all of a run folder's with `overwrite`."""
+    if path.exists() and not path.is_dir():
+        raise ResultsError(f"run folder {path} exists and is not a directory")
+    if not path.exists() or not any(entry.name != LOCK_FILE for entry in path.iterdir()):
+        return []
+    if not overwrite:
+        claim.refuse_if_busy(path)  # another process is writing it: say that, rather than "not empty"
+        raise ResultsError(f"run folder {path} already exists and is not empty (pass --overwrite to replace it)")
+    return [file for file in replaceable_files(path) if file.name != LOCK_FILE]
 
 
 def replaceable_files(path: Path) -> list[Path]:
@@ -97,7 +142,7 @@ def replaceable_files(path: Path) -> list[Path]:
     figures = record.get("figures")
     figure_names = [f.get("path") if isinstance(f, Mapping) else f for f in figures.values()] \
         if isinstance(figures, Mapping) else []
-    ours = {METRICS_FILE, PARAMS_FILE, CHECKPOINT_FILE, ".write-probe", *map(str, figure_names)}
+    ours = {METRICS_FILE, PARAMS_FILE, CHECKPOINT_FILE, LOCK_FILE, ".write-probe", *map(str, figure_names)}
     files = []
     for entry in sorted(path.iterdir()):
         temporary = entry.name.startswith(".") and entry.name.endswith(".tmp")
@@ -130,8 +175,39 @@ def to_jsonable(value: Any) -> Any:
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file in the same folder and a rename."""
+    """Write `data` to `path` through a temporary file in the same folder and a rename.
+
+    An OS error (a full disk, a quota, an I/O error) leaves the old file and raises WriteError
+    naming the file and the error, so the CLI says it in one line with exit code 74.
+    """
     path = Path(path)
+    try:
+        _write_atomic(path, data)
+    except OSError as e:
+        error = WriteError(f"cannot write {path}: {e.strerror or e}")
+        error.strerror = e.strerror or str(e)
+        raise error from None
+
+
+def record_end(run_dir: Path, record: Mapping[str, Any], cause: BaseException | None = None,
+               exit_code: int | None = None) -> None:
+    """Write the record a run ends with (failed, interrupted); if even that fails, raise one WriteError saying both.
+
+    `cause` is what ended the run (its message leads the line); `exit_code` overrides 74 (an
+    interrupted run keeps 130 / 143).
+    """
+    try:
+        write_metrics(run_dir, record)
+    except (WriteError, OSError) as e:
+        what = "the run was stopped" if cause is None else str(cause) if isinstance(cause, (ResultsError, OSError)) \
+            else f"{type(cause).__name__}: {cause}"
+        error = WriteError(f"{what}; {Path(run_dir) / METRICS_FILE} could not be marked {record['status']} either "
+                           f"({getattr(e, 'strerror', None) or e}), so it may still say running")
+        error.exit_code = exit_code or EXIT_IO
+        raise error from None
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are for sharing

@@ -69,13 +69,15 @@ def test_run_ids_are_unique_even_in_the_same_second():
 
 def test_create_run_dir_probes_writability_and_refuses_to_clobber(tmp_path):
     folder = results.create_run_dir(tmp_path / "a" / "b")
-    assert folder.is_dir() and not any(folder.iterdir())
+    assert folder.is_dir() and [p.name for p in folder.iterdir()] == [results.LOCK_FILE]  # claimed, else empty
     results.write_metrics(folder, record(run_id="b", figures={"loss": "loss.png"}))
     for name in ("params.npz", "checkpoint.npz", "loss.png", ".metrics.json.x1.tmp"):
         (folder / name).write_bytes(b"optlab's")
     with pytest.raises(ResultsError, match="already exists"):
         results.create_run_dir(folder)
-    assert not any(results.create_run_dir(folder, overwrite=True).iterdir())
+    assert [p.name for p in results.create_run_dir(folder, overwrite=True).iterdir()] == [results.LOCK_FILE]
+    results.release_run_dir(folder)
+    assert not any(folder.iterdir())  # the lock file goes with the claim
 
 
 @pytest.mark.parametrize("plant, reason", [

@@ -1,4 +1,8 @@
-"""The Typer app and its error handling: every user error is one line on stderr and exit code 2."""
+"""The Typer app and its error handling: every error is one line on stderr, with its own exit code.
+
+Exit codes: 0 done; 1 `optlab run`: the run diverged; 2 bad input or a results folder refused
+(in use, not empty); 74 a write failed (disk full, I/O error); 130 Ctrl-C; 143 SIGTERM.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,12 @@ import typer
 from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
+from optlab import interrupts
 from optlab.errors import OptlabError
 
 EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
+EXIT_IO = 74  # EX_IOERR, as optlab.results.WriteError
+EXIT_INTERRUPTED = 130  # 143 after SIGTERM: interrupts.exit_code()
 
 
 class OneLineErrors(TyperGroup):
@@ -24,11 +30,39 @@ class OneLineErrors(TyperGroup):
             fail(e.format_message(), e.exit_code or EXIT_USAGE, standalone_mode, e)
         except OptlabError as e:
             fail(str(e), getattr(e, "exit_code", EXIT_USAGE), standalone_mode, e)
-        except (typer.Abort, KeyboardInterrupt) as e:
-            fail("interrupted", EXIT_INTERRUPTED, standalone_mode, e)
+        except (typer.Abort, KeyboardInterrupt, _Interrupted) as e:
+            fail("interrupted", interrupts.exit_code(EXIT_INTERRUPTED), standalone_mode,
+                 e.__cause__ if isinstance(e, _Interrupted) else e)
+        except OSError as e:  # a write outside optlab.results (which names the file itself)
+            fail(os_error_line(e), EXIT_IO, standalone_mode, e)
         if not standalone_mode:
             return rv
         sys.exit(rv if isinstance(rv, int) else 0)
+
+    def make_context(self, *args, **kwargs):
+        """Typer turns a KeyboardInterrupt while parsing or running a command into a silent exit 130
+        (even after SIGTERM): carry it past Typer as `_Interrupted`, to say it in one line."""
+        try:
+            return super().make_context(*args, **kwargs)
+        except KeyboardInterrupt as e:
+            raise _Interrupted from e
+
+    def invoke(self, ctx):
+        """As `make_context`, for the command itself."""
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as e:
+            raise _Interrupted from e
+
+
+class _Interrupted(Exception):
+    """A KeyboardInterrupt carried past Typer's own handling of it, to `OneLineErrors.main`."""
+
+
+def os_error_line(e: OSError) -> str:
+    """`I/O error on FILE: No space left on device`: the file (when the OS says) and the error, no traceback."""
+    where = f" on {e.filename}" if e.filename else ""
+    return f"I/O error{where}: {e.strerror or e}"
 
 
 def fail(message: str, code: int, standalone_mode: bool, exc: BaseException) -> None:

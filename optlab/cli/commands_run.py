@@ -45,6 +45,8 @@ def run_command(
         if target is not None or flags or sets or config_file is not None:
             raise ConfigError("--resume takes the run's own settings; give no experiment, file or other settings "
                               "with it")
+        if overwrite:  # it would be silently ignored
+            raise ConfigError(f"--resume continues {resume} in place; --overwrite cannot be given with it")
         outcome = runner.resume(resume, quiet=quiet)
     elif target is None:
         raise ConfigError("missing EXPERIMENT or FILE.toml (see optlab list), or --resume RUN_DIR")

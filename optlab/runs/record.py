@@ -56,12 +56,19 @@ class RunRecord:
             self.write()
             (self.run_dir / results.CHECKPOINT_FILE).unlink(missing_ok=True)
 
-    def stop(self, error: BaseException) -> None:
-        """Mark the run interrupted (KeyboardInterrupt) or failed (anything else, named in `error`)."""
+    def stop(self, error: BaseException, exit_code: int | None = None) -> None:
+        """Mark the run interrupted (KeyboardInterrupt) or failed (anything else, named in `error`).
+
+        If even this write fails (a full disk), results.record_end raises one WriteError saying both
+        what stopped the run and that the record may still say running (`exit_code`: the one to keep).
+        """
+        if self.run_dir is None:
+            return
         if isinstance(error, KeyboardInterrupt):
-            self.write(self.record | {"status": "interrupted"})
+            results.record_end(self.run_dir, self.record | {"status": "interrupted"}, exit_code=exit_code)
         else:
-            self.write(self.record | {"status": "failed", "error": f"{type(error).__name__}: {error}"})
+            ended = self.record | {"status": "failed", "error": f"{type(error).__name__}: {error}"}
+            results.record_end(self.run_dir, ended, error, exit_code=exit_code)
 
     @property
     def status(self) -> str:

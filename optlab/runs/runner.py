@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from optlab import config, results
+from optlab import config, interrupts, results
 from optlab.config import RunConfig
 from optlab.errors import Interrupted, ResultsError
 from optlab.experiments import EXPERIMENTS, Progress, RunContext
@@ -49,6 +49,7 @@ def resume(run_dir: Path, quiet: bool = False, bar: Progress | None = None) -> R
     run would have given.
     """
     run_dir = Path(run_dir)
+    results.claim_run_dir(run_dir)  # a second resume of this folder fails here, naming it
     record = results.read_metrics(run_dir)
     if record["status"] == "completed":
         raise ResultsError(f"{run_dir}: the run has completed; there is nothing to resume")
@@ -64,26 +65,37 @@ def resume(run_dir: Path, quiet: bool = False, bar: Progress | None = None) -> R
     return _execute(job, RunRecord(run_dir, record).write(), bar or progress.for_terminal(quiet), resume=True)
 
 
+@interrupts.deferring  # signals stop the run at its safe points (optlab.interrupts)
 def _execute(job, record: RunRecord, bar: Progress, resume: bool) -> RunOutcome:
     """Run the job, keeping metrics.json valid and truthful whatever happens."""
     run_dir = record.run_dir
 
+    def save_progress(history: dict, summary: dict, analysis: dict | None = None) -> None:
+        interrupts.check()  # safe point: a signal during an epoch keeps the record of the one before
+        record.save_progress(history, summary, analysis)
+
     def save_checkpoint(epoch: int, state, extras: dict) -> None:
         checkpoint.save(run_dir, epoch, state, extras)
+        interrupts.check()  # safe point: the record and the checkpoint hold the same epochs
 
     previous = record.record if resume else None
+    received: list[int] = []  # bound even if the signal comes before the `with`
     try:
         with _sigterm_as_keyboard_interrupt() as received:
-            outcome = job(RunContext(run_dir, bar, record.save_progress, save_checkpoint, previous))
+            outcome = job(RunContext(run_dir, bar, save_progress, save_checkpoint, previous))
+            interrupts.check()  # the signal JAX swallowed; and the final writes stay inside the try
+            record.finish(outcome)
     except KeyboardInterrupt as e:
-        record.stop(e)
-        name, code = ("SIGTERM", 143) if received else ("interrupted (Ctrl-C)", 130)
+        sigterm = received or interrupts.received() == signal.SIGTERM
+        name, code = ("SIGTERM", 143) if sigterm else ("interrupted (Ctrl-C)", 130)
+        record.stop(e, exit_code=code)
         raise Interrupted(f"{name}: the run stopped; what it finished is in {run_dir} "
                           f"(continue with: optlab run --resume {run_dir})", code) from None
     except BaseException as e:
-        record.stop(e)
+        record.stop(e)  # if even this write fails, one error says both
         raise
-    record.finish(outcome)
+    finally:
+        results.release_run_dir(run_dir)  # end this process's claim on the folder
     return RunOutcome(run_dir, outcome.status, record.record, outcome.notes)
 
 
@@ -95,8 +107,8 @@ def _sigterm_as_keyboard_interrupt() -> Iterator[list]:
     Yields a list that is non-empty once SIGTERM arrived.
     """
     received: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield received  # signal handlers can only be set from the main thread
+    if threading.current_thread() is not threading.main_thread() or interrupts.installed():
+        yield received  # signal handlers can only be set from the main thread; optlab.interrupts' stay
         return
 
     def handler(signum, frame):
