@@ -51,7 +51,7 @@ def reference_loss(params, images, labels):
 
 
 def optlab_variant(images, labels, params, n_train: int, batch_size: int, lr: float, total_epochs: int, seed: int):
-    """What classify._train builds for `optlab run mnist --opt adam --lr LR --input-noise 0`."""
+    """What a single run builds (_classify_train.run_one) for `optlab run mnist --opt adam --lr LR --input-noise 0`."""
     cfg = resolve.resolve([config.Layer({"experiment": "mnist", "optimizer": "adam", "lr": lr, "input_noise": 0,
                                         "batch_size": batch_size, "epochs": total_epochs, "seed": seed}, "flag")])
     loss = partial(mlp.loss, input_noise=cfg.input_noise, dropout=cfg.dropout, weight_decay=cfg.weight_decay)

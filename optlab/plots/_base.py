@@ -53,5 +53,3 @@ def masked(y: np.ndarray, logy: bool) -> np.ndarray:
     keep = np.isfinite(y) & ((y > 0) if logy else True)
     return np.where(keep, y, np.nan)
 
-
-# ----------------------------------------------------------------------------- landscape
