@@ -64,7 +64,8 @@ def test_the_weights_entry_lists_exactly_the_epochs_drawn_and_every_figure_says_
                                              "after epochs 1, 2, 3, 4, 5, 10, 12")
     assert figures["sparsity"]["measured_on"] == "mnist test set (80 images)" == record["analysis"][
         "activity_measured_on"]
-    assert figures["sparsity"]["epoch"] == 12
+    assert figures["sparsity"]["epoch"] == 12 and isinstance(figures["sparsity"]["epoch"], int)
+    assert figures["learning_curves"]["caption"].endswith("over 12 epochs")
     assert set(figures) == {"learning_curves", "sparsity", "weights"}  # no --analyze: no edge of stability
     for name, entry in figures.items():
         assert entry["caption"] and (tmp_path / "run" / entry["path"]).read_bytes()[:4] == b"\x89PNG", name

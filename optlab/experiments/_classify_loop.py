@@ -144,8 +144,8 @@ class Curvature:
                                 [r["lambda_max"] for r in self.rows], [r["lr"] for r in self.rows],
                                 title="curvature over training")
         return {"edge_of_stability": results.figure_entry(
-            "edge_of_stability.png", f"the Hessian's largest eigenvalue λmax against 2/η after epochs "
-            f"{', '.join(map(str, epochs))}, on {self.description}", epochs=epochs, measured_on=self.description)}
+            "edge_of_stability.png", f"the Hessian's largest eigenvalue λmax against 2/η after {epochs_text(epochs)}, "
+            f"on {self.description}", epochs=epochs, measured_on=self.description)}
 
 
 @dataclass
@@ -217,6 +217,11 @@ class EpochLoop:
 
     def _recorded(self, e: int) -> list[int]:
         return [i for i, log in enumerate(self.logs) if log.history["epoch"] and log.history["epoch"][-1] == e]
+
+
+def epochs_text(epochs) -> str:
+    """"epoch 3" or "epochs 1, 2, 3": which epochs a figure holds, for its caption."""
+    return f"epoch{'s' * (len(epochs) != 1)} {', '.join(map(str, epochs))}"
 
 
 def _shortest(value) -> float:

@@ -19,7 +19,7 @@ from optlab import plots, results
 from optlab.core import devices, optimizers, schedules
 from optlab.core.engine import TrainState, epoch_fn, init_state
 from optlab.experiments import RunContext, RunResult
-from optlab.experiments._classify_loop import Checkpoints, Curvature, EpochLoop, Log, Program
+from optlab.experiments._classify_loop import Checkpoints, Curvature, EpochLoop, Log, Program, epochs_text
 from optlab.problems import mlp
 
 
@@ -191,7 +191,7 @@ def lane_bytes(cfg, n_train: int, n_test: int, sizes) -> int:
 def _figures(run_dir, cfg, history, snapshots, active, dead, measured_on: str) -> dict[str, dict]:
     """The run's figures and what each holds: the weights entry lists exactly the epochs it draws."""
     title = f"{cfg.experiment} {'-'.join(map(str, cfg.hidden))} {cfg.optimizer} η={cfg.lr:g} {cfg.lr_schedule}"
-    last, figures = (history["epoch"] or [0])[-1], {}
+    last, figures = int((history["epoch"] or [0])[-1]), {}  # the history keeps epochs as floats
     if history["epoch"]:
         plots.learning_curves(run_dir / "learning_curves.png", history, title=title)
         figures["learning_curves"] = results.figure_entry(
@@ -206,6 +206,6 @@ def _figures(run_dir, cfg, history, snapshots, active, dead, measured_on: str) -
         plots.weight_tiles(run_dir / "weights.png", snapshots, image_shape=(side, side),
                            title=f"first-layer weights W1 ({units} units)")
         figures["weights"] = results.figure_entry(
-            "weights.png", f"first-layer weights W1 of the {units} hidden units as images, after epochs "
-            f"{', '.join(map(str, drawn))}", epochs=drawn)
+            "weights.png", f"first-layer weights W1 of the {units} hidden units as images, after {epochs_text(drawn)}",
+            epochs=drawn)
     return figures
