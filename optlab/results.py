@@ -55,7 +55,8 @@ def figure_entry(path: str, caption: str, **meta: Any) -> dict:
 def figure_path(entry: str | Mapping[str, Any]) -> str:
     """The file of a `figures` entry of any schema: a version-1 entry is the file name itself.
 
-    This and `figures_of` are the only places that know both forms; readers use them.
+    This and `figures_of` are the only readers that know both forms (check_types validates both);
+    every other reader goes through them.
     """
     return str(entry["path"]) if isinstance(entry, Mapping) else str(entry)
 
