@@ -9,6 +9,11 @@ metrics.json keys (users script against these names; renaming one means bumping
 SCHEMA_VERSION and still reading the old):
     schema_version, run_id, status, experiment, config, environment,
     history, summary, analysis, figures
+
+Schema versions: 1, each `figures` entry a file name ("loss.png"); 2, each an object saying what
+the figure shows: {"path": "weights.png", "caption": "...", "epochs": [1, 2, 3], ...}. Readers
+take both through `figures_of`; writing always writes the current schema (`upgraded`), so a
+version-1 record that optlab rewrites (`run --resume`, `analyze`) becomes version 2, never a mix.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from optlab import interrupts
 from optlab.errors import ResultsError
 from optlab.runs import claim
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # see the module docstring for what changed
 METRICS_FILE = "metrics.json"
 PARAMS_FILE = "params.npz"
 CHECKPOINT_FILE = "checkpoint.npz"  # optlab.runs.checkpoint's, named here so --overwrite knows it
@@ -43,6 +48,40 @@ REQUIRED_KEYS = (
     "schema_version", "run_id", "status", "experiment", "config",
     "environment", "history", "summary", "analysis", "figures",
 )
+
+
+def figure_entry(path: str, caption: str, **meta: Any) -> dict:
+    """One `figures` entry (schema 2): the PNG relative to the run folder, one sentence saying what it
+    shows (the report prints it under the image), and what it holds, e.g. `epochs=[1, 2, 3]`, so that
+    a script can tell without opening the picture."""
+    return {"path": str(path), "caption": caption, **meta}
+
+
+def figure_path(entry: str | Mapping[str, Any]) -> str:
+    """The file of a `figures` entry of any schema: a version-1 entry is the file name itself.
+
+    This and `figures_of` are the only readers that know both forms (check_types validates both);
+    every other reader goes through them.
+    """
+    return str(entry["path"]) if isinstance(entry, Mapping) else str(entry)
+
+
+def figures_of(record: Mapping[str, Any]) -> dict[str, dict]:
+    """A record's figures as schema-2 entries, whatever its version: a bare name becomes {"path": name}."""
+    return {str(name): dict(entry) if isinstance(entry, Mapping) else {"path": figure_path(entry)}
+            for name, entry in record["figures"].items()}
+
+
+def upgraded(record: Mapping[str, Any]) -> dict:
+    """A copy of `record` in the current schema: version 1 differs only in its figures, so those are rewritten.
+
+    A plug-in experiment that still returns plain file names as RunResult.figures gets a valid
+    version-2 record the same way. A newer record is not optlab's to rewrite (ValueError).
+    """
+    version = record.get("schema_version", SCHEMA_VERSION)
+    if isinstance(version, int) and version > SCHEMA_VERSION:
+        raise ValueError(f"cannot rewrite a schema {version} record (this optlab writes {SCHEMA_VERSION})")
+    return {**record, "schema_version": SCHEMA_VERSION, "figures": figures_of(record)}
 
 
 def _current_umask() -> int:
@@ -139,10 +178,8 @@ def replaceable_files(path: Path) -> list[Path]:
     if record.get("run_id") != path.name:
         raise ResultsError(f"--overwrite refuses to empty {path}: its metrics.json belongs to run "
                            f"{record.get('run_id')!r}, not to a run named {path.name!r}")
-    figures = record.get("figures")
-    figure_names = [f.get("path") if isinstance(f, Mapping) else f for f in figures.values()] \
-        if isinstance(figures, Mapping) else []
-    ours = {METRICS_FILE, PARAMS_FILE, CHECKPOINT_FILE, LOCK_FILE, ".write-probe", *map(str, figure_names)}
+    figure_names = [entry["path"] for entry in figures_of(record).values()]
+    ours = {METRICS_FILE, PARAMS_FILE, CHECKPOINT_FILE, LOCK_FILE, ".write-probe", *figure_names}
     files = []
     for entry in sorted(path.iterdir()):
         temporary = entry.name.startswith(".") and entry.name.endswith(".tmp")
@@ -227,11 +264,13 @@ def write_json(path: Path, obj: Any) -> None:
 
 
 def write_metrics(run_dir: Path, record: Mapping[str, Any]) -> Path:
+    """Write `record` as metrics.json in the current schema (an older record is upgraded, see `upgraded`)."""
     missing = [k for k in REQUIRED_KEYS if k not in record]
     if missing:
         raise ValueError(f"metrics record lacks {missing}")
     if record["status"] not in STATUSES:
         raise ValueError(f"unknown status {record['status']!r}")
+    record = upgraded(record)
     path = Path(run_dir) / METRICS_FILE
     write_json(path, record)
     return path
@@ -310,8 +349,8 @@ def check_types(record: Mapping[str, Any]) -> str | None:
 
     Only what optlab's readers use is checked: the top-level text fields, the sections being
     objects, the config and summary values the tables show, the numeric history series the
-    figures draw (null stands for NaN) and the tiny trajectory (equal-length rows of numbers).
-    Unknown keys are left alone, so experiments may store more.
+    figures draw (null stands for NaN), the tiny trajectory (equal-length rows of numbers) and
+    the figures' file names and captions (`_check_figures`). Unknown keys are left alone, so experiments may store more.
     """
     for key in _TEXT_KEYS:
         if not isinstance(record[key], str):
@@ -329,10 +368,23 @@ def check_types(record: Mapping[str, Any]) -> str | None:
         value = record["summary"].get(key)
         if value is not None and not _is(value, "number"):
             return _wrong(f"summary.{key}", value, "a number")
-    for name, rel in record["figures"].items():
-        if not isinstance(rel, str) or "\0" in rel:
-            return _wrong(f"figures.{name}", rel, "a file name")
-    return _check_history(record["history"])
+    return _check_figures(record["figures"]) or _check_history(record["history"])
+
+
+def _check_figures(figures: Mapping[str, Any]) -> str | None:
+    """Each entry a file name (schema 1) or an object holding one under "path" and, if any, a text
+    "caption" (schema 2). Either form passes in either version, since readers go through `figures_of`."""
+    for name, entry in figures.items():
+        key = f"figures.{name}"
+        if isinstance(entry, Mapping):
+            if "path" not in entry:
+                return f'{key} is an object without a "path" (the file name)'
+            if entry.get("caption") is not None and not isinstance(entry["caption"], str):
+                return _wrong(f"{key}.caption", entry["caption"], "text")
+            key, entry = f"{key}.path", entry["path"]
+        if not isinstance(entry, str) or "\0" in entry:
+            return _wrong(key, entry, "a file name")
+    return None
 
 
 def _check_history(history: Mapping[str, Any]) -> str | None:

@@ -1,4 +1,4 @@
-"""Shared fixtures: `write_run` writes a valid run folder (results contract, schema 1) for tests that read runs."""
+"""Shared fixtures: `write_run` writes a valid run folder (results contract, the current schema or schema 1)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from optlab.results import SCHEMA_VERSION, write_json
+from optlab.results import SCHEMA_VERSION, figure_entry, figure_path, write_json
 
 _TOP_LEVEL = {"schema_version", "run_id", "status", "experiment", "environment", "history",
               "summary", "analysis", "figures", "sweep_id"}
@@ -59,6 +59,13 @@ def _mnist(config: dict) -> dict[str, Any]:
     }
 
 
+def _loss_figure(schema_version: int) -> str | dict:
+    """The default figure's entry as a run of `schema_version` records it."""
+    if schema_version < 2:
+        return "loss.png"
+    return figure_entry("loss.png", "the loss per step, a fixture")
+
+
 @pytest.fixture
 def write_run() -> Callable[..., Path]:
     """Factory: `write_run(root, experiment="tiny", **overrides) -> run folder`.
@@ -66,7 +73,8 @@ def write_run() -> Callable[..., Path]:
     Overrides named like a top-level key (status, run_id, summary, history, figures, sweep_id,
     schema_version, …) replace that key, except summary, which is merged into the default one;
     every other override is a config key (optimizer, lr, seed, …). `subdir` nests the folder.
-    The run gets one real PNG figure, `loss.png`, unless `figures` says otherwise.
+    The run gets one real PNG figure, `loss.png`, unless `figures` says otherwise: an entry with a
+    caption (schema 2, the default) or, with `schema_version=1`, the bare file name version 1 wrote.
     """
     def write(root: Path, experiment: str = "tiny", subdir: str = "", **overrides: Any) -> Path:
         top = {k: overrides.pop(k) for k in list(overrides) if k in _TOP_LEVEL}
@@ -79,11 +87,11 @@ def write_run() -> Callable[..., Path]:
         record = {"schema_version": SCHEMA_VERSION, "run_id": run_id, "status": "completed",
                   "experiment": experiment, "config": config,
                   "environment": {"backend": "cpu", "device_count": 1, "device_kind": "cpu"},
-                  "figures": {"loss": "loss.png"}, **parts, **top}
+                  "figures": {"loss": _loss_figure(top.get("schema_version", SCHEMA_VERSION))}, **parts, **top}
         folder = Path(root) / subdir / run_id
         folder.mkdir(parents=True, exist_ok=True)
-        for rel in record["figures"].values():
-            (folder / rel).write_bytes(png_bytes())
+        for entry in record["figures"].values():
+            (folder / figure_path(entry)).write_bytes(png_bytes())
         write_json(folder / "metrics.json", record)
         return folder
 

@@ -36,7 +36,7 @@ def test_tiny_run_gets_its_exact_hessian_and_critical_points(tmp_path):
     assert [p["kind"] for p in hessian["critical_points"]] == ["minimum", "saddle", "minimum"]
     # keys added, none lost
     assert {k: v for k, v in record["analysis"].items() if k != "hessian"} == before["analysis"]
-    assert record["figures"]["spectral_density"] == "spectral_density.png"
+    assert results.figure_path(record["figures"]["spectral_density"]) == "spectral_density.png"
     assert (run / "spectral_density.png").read_bytes()[:4] == b"\x89PNG"
 
 

@@ -135,7 +135,7 @@ def test_saved_params_reproduce_the_recorded_test_metrics_and_dead_units(trained
 def test_figures_are_png_files_named_in_the_record(trained):
     figures = trained.record["figures"]
     assert set(figures) == {"learning_curves", "sparsity", "weights"}
-    for name in figures.values():
+    for name in map(results.figure_path, figures.values()):
         assert (trained.run_dir / name).read_bytes()[:8] == PNG_MAGIC, name
     assert (trained.run_dir / "params.npz").is_file()
 

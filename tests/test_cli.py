@@ -42,7 +42,7 @@ def test_run_tiny_newton_writes_a_complete_run_folder(tmp_path):
     assert analysis["hessian_eigenvalues"] == pytest.approx([0.16, 5.84], abs=1e-9)
     assert analysis["gd_max_stable_lr"] == pytest.approx(2 / 5.84)
     assert {"jax", "jaxlib", "optlab", "backend", "device_count"} <= set(record["environment"])
-    for name in record["figures"].values():
+    for name in map(results.figure_path, record["figures"].values()):
         assert (run_dir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert set(record["figures"]) == {"landscape", "loss"}
     assert set(results.load_params(run_dir)) == {"w"}

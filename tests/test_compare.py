@@ -317,3 +317,24 @@ def test_nan_in_a_hand_edited_file_reads_as_missing(tmp_path: Path, write_run) -
     result = invoke("compare", tmp_path, "--format", "json", "--no-figures")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)[0]["final_loss"] is None
+
+
+# ----------------------------------------------------------------------------- schema versions
+
+
+def test_schema_1_and_schema_2_runs_compare_side_by_side_and_a_newer_one_is_skipped(tmp_path: Path,
+                                                                                      write_run) -> None:
+    write_run(tmp_path, run_id="old-s0", seed=0, schema_version=1, summary={"final_loss": 1.0})
+    write_run(tmp_path, run_id="new-s1", seed=1, summary={"final_loss": 3.0})
+    write_run(tmp_path, run_id="newer", seed=2, schema_version=3)
+    result = invoke("compare", tmp_path, "--format", "csv", "--out", tmp_path / "fig")
+    assert result.exit_code == 0, result.output
+    rows = {r["run"]: r for r in csv.DictReader(io.StringIO(result.stdout))}
+    assert sorted(rows) == ["new-s1", "old-s0"]
+    assert (float(rows["old-s0"]["final_loss"]), float(rows["new-s1"]["final_loss"])) == (1.0, 3.0)
+    skips = [line for line in result.stderr.splitlines() if line.startswith("skipped")]
+    assert len(skips) == 1 and "newer optlab (schema 3, this one reads up to 2)" in skips[0]
+    assert (tmp_path / "fig" / "tiny-loss.png").read_bytes()[:8] == PNG  # both runs' curves in one overlay
+    grouped = invoke("compare", tmp_path, "--format", "json", "--group-by-seed", "--no-figures")
+    [group] = json.loads(grouped.stdout)  # the same settings in either schema: one seed group
+    assert group["n"] == 2 and group["final_loss"]["mean"] == pytest.approx(2.0)

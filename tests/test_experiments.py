@@ -25,7 +25,7 @@ PLUGIN = '''
 
 import numpy as np
 
-from optlab import plots
+from optlab import plots, results
 from optlab.experiments import (EXPERIMENTS, Experiment, RunResult, Sweeping, SweepProgram, default_summary_line,
                                 training_head)
 
@@ -62,18 +62,28 @@ def descend(lrs, start, steps):
         return np.asarray(jax.vmap(run)(jnp.asarray(lrs, jnp.float64)))
 
 
-def result(points, lr):
+def result(points, lr, run_dir=None, entry=results.figure_entry):
     losses = np.array([loss(w) for w in points])
     distance = float(np.linalg.norm(points[-1] - C))
     history = {"step": np.arange(len(points)), "loss": losses, "params": points, "lr": np.full(len(points), lr)}
     summary = {"final_loss": float(losses[-1]), "distance": distance, "steps": len(points) - 1}
-    return RunResult("completed", history, summary, {}, {}, {"w": points[-1]})
+    figures = {}
+    if run_dir is not None:
+        plots.landscape(run_dir / "path.png", loss_grid, [(f"η={lr:g}", points)], [("minimum", tuple(C))], title="bowl")
+        figures["path"] = entry("path.png", f"the bowl and gradient descent's {len(points) - 1} steps at η={lr:g}",
+                                steps=len(points) - 1)
+    return RunResult("completed", history, summary, {}, figures, {"w": points[-1]})
+
+
+def bare_name(path, caption, **meta):
+    """What a plug-in written for schema 1 returns as a figure: the file name alone."""
+    return path
 
 
 def prepare(cfg):
     def job(ctx):
         ctx.progress.start(1, "bowl")
-        out = result(descend([cfg.lr], cfg.start, cfg.steps)[0], cfg.lr)
+        out = result(descend([cfg.lr], cfg.start, cfg.steps)[0], cfg.lr, ctx.run_dir)
         ctx.progress.advance(1, {"loss": out.summary["final_loss"]})
         ctx.progress.stop()
         return out
@@ -82,7 +92,7 @@ def prepare(cfg):
 
 def run_lanes(cfgs, lanes, run_dirs, progress, save_progress):
     points = descend([c.lr for c in cfgs], cfgs[0].start, cfgs[0].steps)
-    out = [result(p, c.lr) for p, c in zip(points, cfgs)]
+    out = [result(p, c.lr, d, entry=bare_name) for p, c, d in zip(points, cfgs, run_dirs)]
     progress.advance(len(cfgs), [r.summary for r in out])
     return out
 
@@ -167,10 +177,16 @@ def test_a_plugin_experiment_runs_with_run_analyze_sweep_compare_and_report(bowl
     np.testing.assert_allclose(record["history"]["params"][-1], MINIMUM, atol=1e-5)  # 0.5^20 · 3.5√2 = 4.7e-6
     assert record["summary"]["final_loss"] == pytest.approx(bowl_loss(gd_point(0.25, STEPS)), rel=1e-12)
     assert record["summary"]["final_loss"] == pytest.approx(C0, abs=1e-10)
+    caption = f"the bowl and gradient descent's {STEPS} steps at η=0.25"
+    assert record["figures"] == {"path": {"path": "path.png", "caption": caption, "steps": STEPS}}
+    assert (run_dir / "path.png").read_bytes()[:4] == b"\x89PNG"
 
     analyzed = cli("analyze", run_dir)
     assert analyzed.exit_code == 0, analyzed.output
-    hessian = results.read_metrics(run_dir)["analysis"]["hessian"]
+    analyzed = results.read_metrics(run_dir)
+    hessian = analyzed["analysis"]["hessian"]
+    assert analyzed["figures"]["path"] == record["figures"]["path"]  # kept, and the density's entry added:
+    assert analyzed["figures"]["spectral_density"]["measured_on"] == hessian["data"] == "none"
     np.testing.assert_allclose(sorted(hessian["bottom_eigenvalues"]), [2.0, 4.0], atol=1e-9)  # A's eigenvalues
     assert hessian["trace"] == pytest.approx(6.0)
 
@@ -185,6 +201,8 @@ def test_a_plugin_experiment_runs_with_run_analyze_sweep_compare_and_report(bowl
         w = gd_point(lane["config"]["lr"], STEPS)
         assert lane["summary"]["final_loss"] == pytest.approx(bowl_loss(w), rel=1e-12)
         assert lane["summary"]["distance"] == pytest.approx(np.linalg.norm(w - MINIMUM), rel=1e-9)
+        # the lanes return bare file names, as a plug-in written for schema 1 does: recorded as schema 2
+        assert lane["schema_version"] == 2 and lane["figures"] == {"path": {"path": "path.png"}}
     slow = results.read_metrics(sweep_dir / "000-bowl-gd-lr0.05")["summary"]["final_loss"]
     assert slow == pytest.approx(bowl_loss(gd_point(0.05, STEPS)), rel=1e-12) and slow > C0 + 1e-3
 
@@ -199,6 +217,8 @@ def test_a_plugin_experiment_runs_with_run_analyze_sweep_compare_and_report(bowl
     assert reported.exit_code == 0, reported.output
     page = (tmp_path / "report.md").read_text()
     assert "bowl: 3 trajectories" in page  # the single run and the sweep's two
+    assert f"![single: {caption}]" in page  # a run's own figure under its caption
+    assert "![000-bowl-gd-lr0.05: path]" in page  # no caption: its name
 
 
 def test_the_registry_forgets_an_unregistered_experiment(bowl):

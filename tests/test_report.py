@@ -99,6 +99,21 @@ def test_missing_run_figure_is_a_note_not_a_broken_image(results: Path) -> None:
     assert "figure loss is missing from the run folder" in page
 
 
+def test_a_schema_1_run_and_a_schema_2_run_are_reported_side_by_side_each_under_its_caption(
+        tmp_path: Path, write_run) -> None:
+    write_run(tmp_path, run_id="old-s0", seed=0, schema_version=1)
+    new = write_run(tmp_path, run_id="new-s1", seed=1)
+    assert invoke("report", tmp_path).exit_code == 0
+    page, text = (tmp_path / "report.html").read_text(), (tmp_path / "report.md").read_text()
+    assert page.count("<img") == 2 + 2  # the tiny overlays of both runs, and each run's own figure
+    assert (new / "loss.png").read_bytes() in data_uris(page)
+    # schema 2: the entry's caption; schema 1 has none, so the figure's name
+    assert "<figcaption>new-s1: the loss per step, a fixture</figcaption>" in page
+    assert "<figcaption>old-s0: loss</figcaption>" in page
+    assert "![new-s1: the loss per step, a fixture](new-s1/loss.png)" in text
+    assert "![old-s0: loss](old-s0/loss.png)" in text
+
+
 @pytest.mark.parametrize("args, code, message", [
     (["--out", "page.md"], 2, "error: --out page.md: give the report an .html name"),
     (["--where", "optimizer=newton"], 1, "no runs match --where optimizer=newton"),

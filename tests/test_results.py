@@ -54,6 +54,76 @@ def test_older_schema_versions_are_read():
     assert results.SCHEMA_VERSION >= 1
 
 
+# ----------------------------------------------------------------------------- figures: schema 1 and 2
+
+V1_FIGURES = {"landscape": "landscape.png", "loss": "loss.png"}
+V2_FIGURES = {"landscape": results.figure_entry("landscape.png", "the loss surface", steps=3),
+              "loss": results.figure_entry("loss.png", "C − C* per step")}
+
+
+def test_a_figure_entry_is_its_file_its_caption_and_what_it_holds():
+    entry = results.figure_entry("weights.png", "W1 after epochs 1, 2", epochs=[1, 2])
+    assert entry == {"path": "weights.png", "caption": "W1 after epochs 1, 2", "epochs": [1, 2]}
+    assert results.figure_path(entry) == "weights.png" == results.figure_path("weights.png")
+
+
+def test_figures_of_reads_both_schemas_as_schema_2_entries():
+    assert results.figures_of(record(schema_version=1, figures=V1_FIGURES)) == {
+        "landscape": {"path": "landscape.png"}, "loss": {"path": "loss.png"}}
+    assert results.figures_of(record(figures=V2_FIGURES)) == V2_FIGURES
+
+
+def test_writing_a_schema_1_record_upgrades_it_whole_and_leaves_the_callers_copy_alone(tmp_path):
+    old = record(schema_version=1, figures=dict(V1_FIGURES))
+    results.write_metrics(tmp_path, old)
+    back = results.read_metrics(tmp_path)
+    assert back["schema_version"] == results.SCHEMA_VERSION == 2
+    assert back["figures"] == {"landscape": {"path": "landscape.png"}, "loss": {"path": "loss.png"}}
+    assert old["schema_version"] == 1 and old["figures"] == V1_FIGURES
+    with pytest.raises(ValueError, match="cannot rewrite a schema 3 record"):
+        results.write_metrics(tmp_path, record(schema_version=3))
+    assert results.read_metrics(tmp_path)["schema_version"] == 2  # the refused write changed nothing
+
+
+@pytest.mark.parametrize("version, figures", [(1, V1_FIGURES), (2, V2_FIGURES)], ids=["schema1", "schema2"])
+def test_read_accepts_either_schemas_figures(tmp_path, version, figures):
+    results.write_json(tmp_path / "metrics.json", record(schema_version=version, figures=figures))
+    assert results.read_metrics(tmp_path)["figures"] == figures  # read as written, not rewritten
+
+
+@pytest.mark.parametrize("entry, reason", [
+    ({"file": "loss.png"}, 'figures.loss is an object without a "path" (the file name)'),
+    ({"path": 3}, "figures.loss.path is a number, expected a file name"),
+    ({"path": "loss.png", "caption": ["a"]}, "figures.loss.caption is a list, expected text"),
+    (["loss.png"], "figures.loss is a list, expected a file name"),
+    ("lo\0ss.png", "figures.loss is text, expected a file name"),
+])
+def test_a_malformed_figure_entry_is_refused_naming_it(tmp_path, entry, reason):
+    assert results.check_types(record(figures={"loss": entry})) == reason
+
+
+def test_a_schema_newer_than_2_is_refused_with_the_version_it_reads(tmp_path):
+    results.write_json(tmp_path / "metrics.json", record(schema_version=3, figures={"x": {"path": "x.png"}}))
+    with pytest.raises(ResultsError, match=r"newer optlab \(schema 3, this one reads up to 2\); upgrade optlab"):
+        results.read_metrics(tmp_path)
+
+
+@pytest.mark.parametrize("version, figures", [(1, V1_FIGURES), (2, V2_FIGURES)], ids=["schema1", "schema2"])
+def test_overwrite_knows_the_figures_of_either_schema_as_optlabs(tmp_path, version, figures):
+    folder = tmp_path / "r"
+    folder.mkdir()
+    results.write_json(folder / "metrics.json", record(schema_version=version, figures=figures))
+    for name in ("landscape.png", "loss.png", "params.npz"):
+        (folder / name).write_bytes(b"optlab's")
+    assert [f.name for f in results.replaceable_files(folder)] == ["landscape.png", "loss.png", "metrics.json",
+                                                                   "params.npz"]
+    (folder / "stray.png").write_bytes(b"not listed")
+    with pytest.raises(ResultsError, match="'stray.png' is not a file optlab wrote"):
+        results.create_run_dir(folder, overwrite=True)
+    (folder / "stray.png").unlink()
+    assert not any(results.create_run_dir(folder, overwrite=True).iterdir())
+
+
 def test_failed_write_leaves_the_old_file_intact(tmp_path):
     results.write_metrics(tmp_path, record(run_id="first"))
     with pytest.raises(TypeError):  # JSON cannot hold this object: nothing may be half-written

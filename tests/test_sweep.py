@@ -350,7 +350,8 @@ def test_a_network_sweep_measures_analyze_for_each_configuration_as_its_single_r
         assert len(alone) == 1
         for a, b in zip(measured, alone):  # the same parameters up to float32 rounding of vmapped vs single epochs
             assert a["lambda_max"] == pytest.approx(b["lambda_max"], rel=1e-4) and a["lambda_max"] > 0
-        assert (Path(row["path"]) / lane["figures"]["edge_of_stability"]).read_bytes()[:4] == b"\x89PNG"
+        figure = results.figure_path(lane["figures"]["edge_of_stability"])
+        assert (Path(row["path"]) / figure).read_bytes()[:4] == b"\x89PNG"
 
 
 def test_checkpoints_are_refused_in_a_sweep_with_one_line_naming_the_setting(tmp_path):

@@ -58,8 +58,10 @@ def analyze_command(
     plots.spectral_density(run_dir / "spectral_density.png", density["eigenvalue"], density["density"],
                            report["top_eigenvalues"], title=f"Hessian spectrum ({report['data']})")
     record["analysis"] = {**record["analysis"], "hessian": report}
-    record["figures"] = {**record["figures"], "spectral_density": "spectral_density.png"}
-    results.write_metrics(run_dir, record)
+    record["figures"] = {**record["figures"], "spectral_density": results.figure_entry(
+        "spectral_density.png", f"the Hessian's eigenvalue density at the run's final parameters ({report['method']}), "
+        f"its top eigenvalues marked; data: {report['data']}", measured_on=report["data"])}
+    results.write_metrics(run_dir, record)  # a schema-1 record is rewritten as schema 2 (results.upgraded)
     stdout.print(f"{record['run_id']}: λmax {report['lambda_max']:.4g}, λmin {report['lambda_min']:.4g}, "
                  f"tr H {report['trace']:.4g}, {100 * report['negative_fraction']:.1f}% negative eigenvalues "
                  f"({report['method']}, {report['n_params']:,} parameters)")

@@ -6,7 +6,8 @@ rest of optlab everything they need through the hooks of its `Experiment` entry:
     prepare(cfg) -> job                 `optlab run`: validate, load data, build the problem; may raise
                                         an OptlabError; nothing has been written yet. Then
     job(ctx) -> RunResult               train and analyse, writing figures into ctx.run_dir
-                                        (so that bad input never leaves a run folder behind).
+                                        (so that bad input never leaves a run folder behind);
+                                        RunResult.figures says what each one shows.
     fields, defaults, default_lrs,      its settings (config.RunConfig fields besides BASE_FIELDS and,
     parsers, check, trains              if it trains, TRAINING_FIELDS), their defaults and parsers, and
                                         cross-field checks on the merged settings (optlab.runs.resolve).
@@ -74,7 +75,9 @@ class RunResult:
     history: dict
     summary: dict
     analysis: dict
-    figures: dict[str, str]
+    # name -> results.figure_entry(file, caption, **what it holds), e.g. weights: epochs=[1, 2, 3]; a bare
+    # file name (the schema-1 form older plug-ins return) is still accepted and recorded as {"path": name}
+    figures: dict[str, dict | str]
     params: Any
     notes: list[str] = field(default_factory=list)  # things the user should be told
 

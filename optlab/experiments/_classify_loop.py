@@ -17,7 +17,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from optlab import plots
+from optlab import plots, results
 from optlab.core import devices
 from optlab.curvature import analysis
 from optlab.errors import ResultsError
@@ -136,13 +136,16 @@ class Curvature:
     def analysis(self) -> dict:
         return {"hessian_over_training": self.rows} if self.epochs else {}
 
-    def figure(self, run_dir) -> dict[str, str]:
+    def figure(self, run_dir) -> dict[str, dict]:
         if not self.rows or run_dir is None:
             return {}
-        plots.edge_of_stability(run_dir / "edge_of_stability.png", [r["epoch"] for r in self.rows],
+        epochs = [r["epoch"] for r in self.rows]
+        plots.edge_of_stability(run_dir / "edge_of_stability.png", epochs,
                                 [r["lambda_max"] for r in self.rows], [r["lr"] for r in self.rows],
                                 title="curvature over training")
-        return {"edge_of_stability": "edge_of_stability.png"}
+        return {"edge_of_stability": results.figure_entry(
+            "edge_of_stability.png", f"the Hessian's largest eigenvalue λmax against 2/η after {epochs_text(epochs)}, "
+            f"on {self.description}", epochs=epochs, measured_on=self.description)}
 
 
 @dataclass
@@ -214,6 +217,11 @@ class EpochLoop:
 
     def _recorded(self, e: int) -> list[int]:
         return [i for i, log in enumerate(self.logs) if log.history["epoch"] and log.history["epoch"][-1] == e]
+
+
+def epochs_text(epochs) -> str:
+    """"epoch 3" or "epochs 1, 2, 3": which epochs a figure holds, for its caption."""
+    return f"epoch{'s' * (len(epochs) != 1)} {', '.join(map(str, epochs))}"
 
 
 def _shortest(value) -> float:

@@ -15,11 +15,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from optlab import plots
+from optlab import plots, results
 from optlab.core import devices, optimizers, schedules
 from optlab.core.engine import TrainState, epoch_fn, init_state
 from optlab.experiments import RunContext, RunResult
-from optlab.experiments._classify_loop import Checkpoints, Curvature, EpochLoop, Log, Program
+from optlab.experiments._classify_loop import Checkpoints, Curvature, EpochLoop, Log, Program, epochs_text
 from optlab.problems import mlp
 
 
@@ -175,7 +175,8 @@ def finish(run_dir, log: Log, curvature: Curvature, params, active, n_test: int)
         "active_fraction": [float(a.mean()) for a in active],
         "activity_measured_on": f"{cfg.experiment} test set ({n_test:,} images)",
     } | curvature.analysis()
-    figures = _figures(run_dir, cfg, log.history, log.snapshots, active, report["dead_units"]) if run_dir else {}
+    figures = _figures(run_dir, cfg, log.history, log.snapshots, active, report["dead_units"],
+                       report["activity_measured_on"]) if run_dir else {}
     return RunResult(log.status, log.history, log.summary, report, figures | curvature.figure(run_dir), params)
 
 
@@ -187,19 +188,24 @@ def lane_bytes(cfg, n_train: int, n_test: int, sizes) -> int:
     return 4 * (6 * mlp.param_count(sizes) + 4 * cfg.batch_size * width + 2 * max(n_train, n_test) * width)
 
 
-def _figures(run_dir, cfg, history, snapshots, active, dead) -> dict[str, str]:
-    figures = {"learning_curves": "learning_curves.png", "sparsity": "sparsity.png"}
+def _figures(run_dir, cfg, history, snapshots, active, dead, measured_on: str) -> dict[str, dict]:
+    """The run's figures and what each holds: the weights entry lists exactly the epochs it draws."""
     title = f"{cfg.experiment} {'-'.join(map(str, cfg.hidden))} {cfg.optimizer} η={cfg.lr:g} {cfg.lr_schedule}"
+    last, figures = int((history["epoch"] or [0])[-1]), {}  # the history keeps epochs as floats
     if history["epoch"]:
-        plots.learning_curves(run_dir / figures["learning_curves"], history, title=title)
-    else:
-        figures.pop("learning_curves")
+        plots.learning_curves(run_dir / "learning_curves.png", history, title=title)
+        figures["learning_curves"] = results.figure_entry(
+            "learning_curves.png", f"training and test loss and error, and the learning rate, over {last} epochs")
+    plots.sparsity(run_dir / "sparsity.png", active, dead, title="how often each hidden unit is active (test set)")
+    figures["sparsity"] = results.figure_entry(
+        "sparsity.png", f"per hidden layer, how often each unit is active on the {measured_on}, after epoch {last}; "
+        "dead units in red", epoch=last, measured_on=measured_on)
     if snapshots:
+        drawn, units = sorted(snapshots), snapshots[min(snapshots)].shape[0]
         side = int(round(np.sqrt(snapshots[min(snapshots)].shape[1])))
         plots.weight_tiles(run_dir / "weights.png", snapshots, image_shape=(side, side),
-                           title=f"first-layer weights W1 ({snapshots[min(snapshots)].shape[0]} units)")
-        figures["weights"] = "weights.png"
-    plots.sparsity(run_dir / figures["sparsity"], active, dead, title="how often each hidden unit is active (test set)")
+                           title=f"first-layer weights W1 ({units} units)")
+        figures["weights"] = results.figure_entry(
+            "weights.png", f"first-layer weights W1 of the {units} hidden units as images, after {epochs_text(drawn)}",
+            epochs=drawn)
     return figures
-
-

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from optlab import config, plots
+from optlab import config, plots, results
 from optlab.data import datasets
 from optlab.errors import ConfigError
 from optlab.experiments import EXPERIMENTS, Experiment, RunContext, RunResult
@@ -134,7 +134,10 @@ def _run(cfg, x, labels, source: str, ctx: RunContext) -> RunResult:
     for line in lines:
         del line["row"]
     summary = {"depth": deepest, "width": cfg.width, "lines": lines}
-    return RunResult("completed", rows, summary, {"data": source}, {"signals": "signals.png"}, params={})
+    figure = results.figure_entry(
+        "signals.png", f"activation scale and gradient norm per layer of {deepest} hidden layers of {cfg.width} "
+        f"at initialisation, one line per init and scale, measured on {source}", depth=deepest, measured_on=source)
+    return RunResult("completed", rows, summary, {"data": source}, {"signals": figure}, params={})
 
 
 def _line(rows: dict, j: int, width: int) -> dict:

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from optlab import plots
+from optlab import plots, results
 from optlab.experiments import (
     EXPERIMENTS,
     AnalyzeOptions,
@@ -168,7 +168,7 @@ def _summary(history: dict, diverged_at: int | None) -> dict:
     }
 
 
-def _figures(run_dir, cfg, points: np.ndarray, losses: np.ndarray) -> dict[str, str]:
+def _figures(run_dir, cfg, points: np.ndarray, losses: np.ndarray) -> dict[str, dict]:
     label = f"{cfg.optimizer} η={cfg.lr:g}"
     plots.landscape(
         run_dir / "landscape.png", tiny.loss_grid, [(label, points)], tiny.CRITICAL_POINTS,
@@ -181,7 +181,15 @@ def _figures(run_dir, cfg, points: np.ndarray, losses: np.ndarray) -> dict[str, 
         run_dir / "loss.png", [plots.Curve(label, np.arange(len(losses)), gap)],
         xlabel="step", ylabel=f"C − C* (C* = {tiny.MINIMUM_LOSS:.4f})", title="distance to the minimum loss",
     )
-    return {"landscape": "landscape.png", "loss": "loss.png"}
+    steps, (w1, w2) = len(losses) - 1, points[0]
+    return {
+        "landscape": results.figure_entry(
+            "landscape.png", f"the loss surface C(w1, w2) and {label}'s path over {steps} steps from ({w1:g}, {w2:g})",
+            steps=steps),
+        "loss": results.figure_entry(
+            "loss.png", f"C − C* per step on a log axis ({steps} steps of {label}): a straight line is linear "
+            "convergence, a plunge to machine precision quadratic", steps=steps),
+    }
 
 
 def _singular_hessian_notes(opt_state, points: np.ndarray) -> list[str]:

@@ -28,7 +28,7 @@ import numpy as np
 from optlab.errors import ConfigError
 from optlab.reporting.compare import RUN_SPECIFIC_KEYS, Row, Run, Skipped
 from optlab.reporting.tables import markdown_table, md_text, table_cells
-from optlab.results import write_atomic
+from optlab.results import figures_of, write_atomic
 
 _MIME = {".png": "image/png", ".svg": "image/svg+xml", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
 
@@ -164,15 +164,23 @@ def _experiment_overlays(exp: str, rows: Sequence[Row], names: Sequence[str], st
 # ----------------------------------------------------------------------------- the report
 
 
-def run_figures(runs: Sequence[Run]) -> list[tuple[Run, str, Path | None]]:
-    """Each run's own figures as (run, name, file); file is None when missing or outside the run folder."""
+class RunFigure(NamedTuple):
+    run: Run
+    name: str
+    caption: str  # what the figure shows: the entry's caption (schema 2), else its name (schema 1)
+    file: Path | None  # None when missing or outside the run folder
+
+
+def run_figures(runs: Sequence[Run]) -> list[RunFigure]:
+    """Each run's own figures, read from either schema through results.figures_of."""
     out = []
     for run in runs:
         folder = run.path.resolve()
-        for name, rel in run.record["figures"].items():
-            file = (folder / str(rel)).resolve()
+        for name, entry in figures_of(run.record).items():
+            file = (folder / entry["path"]).resolve()
             inside = file.is_relative_to(folder)  # a hand-edited "../../x" must not pull in other files
-            out.append((run, str(name), file if inside and file.is_file() else None))
+            caption = f"{run.record['run_id']}: {entry.get('caption') or name}"
+            out.append(RunFigure(run, name, caption, file if inside and file.is_file() else None))
     return out
 
 
@@ -243,10 +251,9 @@ def _html(title: str, rows: Sequence[Row], skipped: Sequence[Skipped], overlays:
         parts += [_img(f.path, f.caption) for f in overlays if f.experiment == exp]
         for run in (r for r in runs if str(r.record["experiment"]) == exp):
             parts.append(f"<h3>{html.escape(run.record['run_id'])}</h3><p class=\"meta\">{html.escape(_meta(run))}</p>")
-            for _, name, file in (item for item in own if item[0] is run):
-                caption = f"{run.record['run_id']}: {name}"
-                parts.append(_img(file, caption) if file else
-                             f'<p class="missing">figure {html.escape(name)} is missing from the run folder</p>')
+            for fig in (f for f in own if f.run is run):
+                parts.append(_img(fig.file, fig.caption) if fig.file else
+                             f'<p class="missing">figure {html.escape(fig.name)} is missing from the run folder</p>')
         parts.append("</section>")
     parts.append("</body></html>\n")
     return "\n".join(parts)
@@ -282,8 +289,8 @@ def _markdown(title: str, rows: Sequence[Row], skipped: Sequence[Skipped], overl
         lines += [link(f.path, f.caption) for f in overlays if f.experiment == exp]
         for run in (r for r in runs if str(r.record["experiment"]) == exp):
             lines.append(f"### {md_text(run.record['run_id'])}\n\n{md_text(_meta(run))}\n")
-            lines += [link(file, f"{run.record['run_id']}: {name}") if file
-                      else f"*figure {md_text(name)} is missing*\n" for r, name, file in own if r is run]
+            lines += [link(f.file, f.caption) if f.file else f"*figure {md_text(f.name)} is missing*\n"
+                      for f in own if f.run is run]
     return "\n".join(lines)
 
 

@@ -7,6 +7,11 @@
 
 so that metrics.json always exists, is valid, and tells the truth. A record whose folder is None
 (a sweep's process that is not the writer) keeps its numbers and writes nothing.
+
+A record is kept in the current schema from the start (`results.upgraded`): a schema-1 run that
+`optlab run --resume` picks up is rewritten as schema 2 at its first write, and every figure the
+resumed run draws is a schema-2 entry, so the file is never a mix of both. (Keeping it at version
+1 would mean dropping what the new entries say; nothing in a version-1 record is lost by upgrading.)
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ if TYPE_CHECKING:
 
 class RunRecord:
     def __init__(self, run_dir: Path | None, record: dict) -> None:
-        self.run_dir, self.record = run_dir, record
+        self.run_dir, self.record = run_dir, results.upgraded(record)
 
     @classmethod
     def create(cls, run_dir: Path | None, cfg: RunConfig, run_id: str, **extra) -> RunRecord:
@@ -51,6 +56,7 @@ class RunRecord:
         """The finished run: params.npz, then metrics.json, then the checkpoint (only for resuming) goes."""
         self.record.update(status=result.status, history=result.history, summary=result.summary,
                            analysis=result.analysis, figures=result.figures)
+        self.record = results.upgraded(self.record)  # a plug-in's bare file names become entries
         if self.run_dir is not None:
             results.save_params(self.run_dir, result.params)
             self.write()
