@@ -124,7 +124,8 @@ def check_resume(saved: checkpoint.Checkpoint, record: dict, cfg, template) -> N
     if train_time is None:
         raise saved.damaged("no 'extra/train_time'")
     if train_time.shape != () or not np.isfinite(train_time) or train_time < 0:
-        raise saved.damaged(f"'extra/train_time' is {train_time.dtype} {train_time.tolist()}, not seconds")
+        shown = train_time.tolist() if train_time.shape == () else f"of shape {train_time.shape}"
+        raise saved.damaged(f"'extra/train_time' is {train_time.dtype} {shown}, not seconds")
     w1 = template.params[0]["w"]
     for name, value in saved.extras.items():
         epoch = name.removeprefix("snapshot/")

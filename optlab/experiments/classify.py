@@ -43,7 +43,7 @@ def prepare(cfg) -> SingleRun:
     return SingleRun(cfg, dataset, n_train, sizes)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # holds arrays: compared and hashed by identity
 class SingleRun:
     """`prepare`'s job: a validated run with its data, trained when called with its RunContext.
 
