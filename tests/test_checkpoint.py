@@ -42,7 +42,20 @@ def test_missing_or_mismatched_checkpoints_are_one_line_errors(tmp_path):
         checkpoint.load(tmp_path, state(0))
     checkpoint.save(tmp_path, 1, state(0))
     with pytest.raises(ResultsError, match="does not match this run's model"):
-        checkpoint.load(tmp_path, TrainState([{"w": jnp.zeros((5, 4)), "b": jnp.zeros(5)}], state(0).opt_state, state(0).key))
+        other = [{"w": jnp.zeros((5, 4)), "b": jnp.zeros(5)}]
+        checkpoint.load(tmp_path, TrainState(other, state(0).opt_state, state(0).key))
     (tmp_path / checkpoint.CHECKPOINT_FILE).write_bytes(b"garbage")
     with pytest.raises(ResultsError, match="unreadable checkpoint"):
         checkpoint.load(tmp_path, state(0))
+
+
+def test_a_checkpoint_is_checked_against_an_abstract_template_and_the_record(tmp_path):
+    checkpoint.save(tmp_path, 2, state(0))
+    saved = checkpoint.read(tmp_path)
+    checkpoint.check_layout(saved, jax.eval_shape(lambda: state(1)))  # shapes and dtypes only, nothing allocated
+    checkpoint.check_epoch(saved, [1, 2, 3], total=5)  # metrics.json may be ahead: epoch 3 is trained again
+    for recorded, total in (([1], 5), ([1, 2], 1), ([2, 3], 5), ([], 5)):
+        with pytest.raises(ResultsError, match="taken after epoch 2, but metrics.json holds"):
+            checkpoint.check_epoch(saved, recorded, total)
+    with pytest.raises(ResultsError, match=r"state/0 is float32\[3\], the run's is float32\[4\]"):
+        checkpoint.check_layout(saved, TrainState([{"w": jnp.zeros((3, 4)), "b": jnp.zeros(4)}], *state(0)[1:]))

@@ -30,7 +30,8 @@ def run_command(
     sets: list[str] = typer.Option([], "--set", metavar="KEY=VALUE",
                                    help="any setting, e.g. --set anneal_fraction=0.3 (repeatable)"),
     resume: Path | None = typer.Option(None, "--resume", metavar="RUN_DIR", show_default=False,
-                                       help="continue an interrupted run from its last checkpoint"),
+                                       help="continue an interrupted run from its last checkpoint "
+                                            "(with --data-dir if its data have moved)"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --run-dir"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress output"),
 ) -> None:
@@ -42,12 +43,13 @@ def run_command(
 
     flags = dict(settings or {})
     if resume is not None:
+        data_dir = flags.pop("data_dir", None)  # where the data are now: not a setting of the run
         if target is not None or flags or sets or config_file is not None:
             raise ConfigError("--resume takes the run's own settings; give no experiment, file or other settings "
-                              "with it")
+                              "with it (only --data-dir, if its data have moved)")
         if overwrite:  # it would be silently ignored
             raise ConfigError(f"--resume continues {resume} in place; --overwrite cannot be given with it")
-        outcome = runner.resume(resume, quiet=quiet)
+        outcome = runner.resume(resume, quiet=quiet, data_dir=data_dir)
     elif target is None:
         raise ConfigError("missing EXPERIMENT or FILE.toml (see optlab list), or --resume RUN_DIR")
     else:

@@ -20,7 +20,6 @@ import numpy as np
 from optlab import plots, results
 from optlab.core import devices
 from optlab.curvature import analysis
-from optlab.errors import ResultsError
 from optlab.experiments import RunContext
 from optlab.problems import mlp
 from optlab.runs import checkpoint
@@ -99,16 +98,41 @@ class Checkpoints:
             self.last = time.perf_counter()
 
     def restore(self, log: Log, curvature: Curvature, template) -> tuple[int, object, float]:
-        """(first epoch to run, state, training seconds so far) from the checkpoint; fills `log`."""
-        epoch, state, extras = checkpoint.load(self.ctx.run_dir, template)
-        previous = self.ctx.resume_from
+        """(first epoch to run, state, training seconds so far) from the checkpoint; fills `log`.
+
+        optlab run --resume has checked the file already (`check_resume`), before rewriting the
+        record; it is checked again here as it is read for good.
+        """
+        saved, previous = checkpoint.read(self.ctx.run_dir), self.ctx.resume_from
+        check_resume(saved, previous, self.cfg, template)
+        epoch, state = saved.epoch, checkpoint.restore(saved, template)
         log.history = {k: list(previous["history"].get(k, []))[:epoch] for k in HISTORY_KEYS}
-        if len(log.history["epoch"]) != epoch:
-            raise ResultsError(f"{self.ctx.run_dir}: metrics.json holds fewer epochs than its checkpoint ({epoch})")
-        log.snapshots = {int(k.removeprefix("snapshot/")): v for k, v in extras.items() if k.startswith("snapshot/")}
+        log.snapshots = {int(k.removeprefix("snapshot/")): v for k, v in saved.extras.items()
+                         if k.startswith("snapshot/")}
         log.summary = previous["summary"]
         curvature.rows = [r for r in previous["analysis"].get("hessian_over_training", []) if r["epoch"] <= epoch]
-        return epoch + 1, state, float(extras["train_time"])
+        return epoch + 1, state, float(saved.extras["train_time"])
+
+
+def check_resume(saved: checkpoint.Checkpoint, record: dict, cfg, template) -> None:
+    """Whether the run of `record` can continue from `saved`, as `Checkpoints.restore` reads it: its epoch
+    one metrics.json holds, every leaf shaped like `template` (a state, or its jax.eval_shape), and the
+    extras `maybe_save` writes (the training seconds, W1 snapshots of epochs up to the checkpoint's)."""
+    checkpoint.check_epoch(saved, record["history"].get("epoch", []), cfg.epochs)
+    checkpoint.check_layout(saved, template)
+    train_time = saved.extras.get("train_time")
+    if train_time is None:
+        raise saved.damaged("no 'extra/train_time'")
+    if train_time.shape != () or not np.isfinite(train_time) or train_time < 0:
+        shown = train_time.tolist() if train_time.shape == () else f"of shape {train_time.shape}"
+        raise saved.damaged(f"'extra/train_time' is {train_time.dtype} {shown}, not seconds")
+    w1 = template.params[0]["w"]
+    for name, value in saved.extras.items():
+        epoch = name.removeprefix("snapshot/")
+        if name.startswith("snapshot/") and not (epoch.isdigit() and 1 <= int(epoch) <= saved.epoch
+                                                 and value.shape == w1.shape):
+            raise saved.damaged(f"'extra/{name}' of shape {value.shape} is not a W1 snapshot of epochs "
+                                f"1..{saved.epoch} (shape {w1.shape})")
 
 
 class Curvature:

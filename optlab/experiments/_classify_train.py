@@ -18,6 +18,7 @@ import numpy as np
 from optlab import plots, results
 from optlab.core import devices, optimizers, schedules
 from optlab.core.engine import TrainState, epoch_fn, init_state
+from optlab.errors import ConfigError
 from optlab.experiments import RunContext, RunResult
 from optlab.experiments._classify_loop import Checkpoints, Curvature, EpochLoop, Log, Program, epochs_text
 from optlab.problems import mlp
@@ -67,6 +68,21 @@ def initial_state(cfg, sizes, n_train: int, hp: dict) -> TrainState:
     # Compiled, as it is inside a sweep's program: eager and compiled sampling differ in the last bit.
     params = jax.jit(mlp.init, static_argnums=(1, 2))(init_key, tuple(sizes), cfg.init, hp["init_scale"])
     return init_state(make_tx_for(cfg, total_steps(cfg, n_train)), params, hp, train_key)
+
+
+def check_fits(cfg, sizes, n_train: int, n_test: int) -> None:
+    """Refuse a single run that cannot fit, as `optlab sweep` refuses one configuration (optlab.sweep.plan, in
+    the same words): one line before anything is allocated, not XLA's RESOURCE_EXHAUSTED once it has begun."""
+    need, budget, count = lane_bytes(cfg, n_train, n_test, sizes), devices.memory_budget(), len(jax.devices())
+    if need * count > budget:
+        raise ConfigError(f"one configuration needs ~{need / 1e9:.1f} GB per device, more than the "
+                          f"~{budget / 1e9:.1f} GB free; use fewer hidden units or a smaller --train-subset")
+
+
+def state_layout(cfg, sizes, n_train: int):
+    """A single run's initial state as shapes and dtypes only (jax.eval_shape: nothing is computed or
+    allocated), to check a checkpoint against before a resumed run touches anything."""
+    return jax.eval_shape(lambda: initial_state(cfg, sizes, n_train, hyperparams(cfg)))
 
 
 def train_epoch(cfg, n_train: int, batch_sharding=None):

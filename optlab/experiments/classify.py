@@ -10,17 +10,20 @@ as `classify.NAME`.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 import numpy as np
 
+from optlab.config import FIELDS
 from optlab.data import datasets
 from optlab.errors import ConfigError, ResultsError
 from optlab.experiments import (
     EXPERIMENTS,
     AnalyzeOptions,
     Experiment,
+    RunContext,
     RunResult,
     Sweeping,
     SweepProgram,
@@ -28,22 +31,61 @@ from optlab.experiments import (
 )
 
 
-def prepare(cfg):
+def prepare(cfg) -> SingleRun:
+    """A single run, refused in one line if it cannot fit in device memory: as far as the settings
+    tell (weights, a minibatch) before any data is loaded, in full once the data are known, and
+    always before the run folder is made, so that nothing tries to allocate what is not there."""
     from optlab.experiments import _classify_train
 
-    return partial(_classify_train.run_one, cfg, *validate(cfg))
+    _classify_train.check_fits(cfg, layer_sizes(cfg), cfg.train_subset or cfg.batch_size, 1)
+    dataset, n_train, sizes = validate(cfg)
+    _classify_train.check_fits(cfg, sizes, n_train, len(dataset.test_images))
+    return SingleRun(cfg, dataset, n_train, sizes)
+
+
+@dataclass(frozen=True, eq=False)  # holds arrays: compared and hashed by identity
+class SingleRun:
+    """`prepare`'s job: a validated run with its data, trained when called with its RunContext.
+
+    `check_resume` is what `optlab run --resume` asks before it touches the run's record: whether
+    this run can continue from its checkpoint (optlab.runs.runner.resume).
+    """
+
+    cfg: Any
+    dataset: datasets.Dataset
+    n_train: int
+    sizes: tuple[int, ...]
+
+    def __call__(self, ctx: RunContext) -> RunResult:
+        from optlab.experiments import _classify_train
+
+        return _classify_train.run_one(self.cfg, self.dataset, self.n_train, self.sizes, ctx)
+
+    def check_resume(self, saved, record: dict) -> None:
+        """A ResultsError if checkpoint `saved` (optlab.runs.checkpoint.Checkpoint) does not continue `record`."""
+        from optlab.experiments import _classify_loop, _classify_train
+
+        template = _classify_train.state_layout(self.cfg, self.sizes, self.n_train)  # shapes only, no allocation
+        _classify_loop.check_resume(saved, record, self.cfg, template)
+
+
+def layer_sizes(cfg) -> tuple[int, ...]:
+    """The network's layer widths, input to classes; a ConfigError for an optimizer that cannot train that many
+    weights (Newton's dense Hessian), before any download."""
+    from optlab.core import optimizers
+    from optlab.problems import mlp
+
+    spec = datasets.DATASETS[cfg.experiment]  # the experiment is named after its dataset
+    sizes = (int(np.prod(spec.image_shape)), *cfg.hidden, spec.classes)
+    optimizers.check_size(cfg.optimizer, mlp.param_count(sizes), 4)
+    return sizes
 
 
 def validate(cfg, dataset: datasets.Dataset | None = None) -> tuple:
     """Check the run against its data and load it (unless given): (dataset, n_train, layer sizes), or a ConfigError."""
     import jax
 
-    from optlab.core import optimizers
-    from optlab.problems import mlp
-
-    spec = datasets.DATASETS[cfg.experiment]  # the experiment is named after its dataset
-    sizes = (int(np.prod(spec.image_shape)), *cfg.hidden, spec.classes)
-    optimizers.check_size(cfg.optimizer, mlp.param_count(sizes), 4)  # before any download
+    sizes = layer_sizes(cfg)
     dataset = dataset or datasets.load(cfg.experiment, cfg.data_dir)
     available = len(dataset.train_images)
     n_train = cfg.train_subset or available
@@ -131,9 +173,16 @@ def summary_line(record: dict) -> str:
 
 
 def check(settings: dict) -> None:
+    """Cross-field checks: the init's name, and `--analyze` epochs within the run (past its end they
+    would silently never be measured)."""
     from optlab.problems import mlp
 
     mlp.INITS.entry(settings.get("init", "he"))
+    epochs = settings.get("epochs", FIELDS["epochs"].default)
+    late = [e for e in settings.get("analyze") or () if e > epochs]
+    if late:
+        shown = ",".join(map(str, settings["analyze"]))
+        raise ConfigError(f"--analyze {shown}: epoch {late[0]} is past the run's end (--epochs {epochs})")
 
 
 # ---- one experiment per dataset ----------------------------------------------------------------

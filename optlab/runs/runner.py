@@ -17,7 +17,7 @@ from pathlib import Path
 
 from optlab import config, interrupts, results
 from optlab.config import RunConfig
-from optlab.errors import Interrupted, ResultsError
+from optlab.errors import DataError, Interrupted, ResultsError
 from optlab.experiments import EXPERIMENTS, Progress, RunContext
 from optlab.runs import checkpoint, progress, resolve
 from optlab.runs.record import RunRecord
@@ -42,11 +42,15 @@ def run(cfg: RunConfig, quiet: bool = False, overwrite: bool = False, bar: Progr
     return _execute(job, record, bar or progress.for_terminal(quiet), resume=False)
 
 
-def resume(run_dir: Path, quiet: bool = False, bar: Progress | None = None) -> RunOutcome:
+def resume(run_dir: Path, quiet: bool = False, bar: Progress | None = None, data_dir: str | None = None) -> RunOutcome:
     """Continue an interrupted or killed run from its last checkpoint, in its own folder.
 
     The settings come from the run's metrics.json, so the result is the one the uninterrupted
-    run would have given.
+    run would have given. Where the data are is not a setting of the run: `data_dir`
+    (--data-dir) says where they are now; without it the recorded folder is used while it is
+    there, else the usual lookup ($OPTLAB_DATA, the cache, …). Everything that can refuse (the
+    settings, the data, the checkpoint against the record) does so before metrics.json is
+    rewritten as running, so a refused resume leaves the folder as it was.
     """
     run_dir = Path(run_dir)
     results.claim_run_dir(run_dir)  # a second resume of this folder fails here, naming it
@@ -54,12 +58,15 @@ def resume(run_dir: Path, quiet: bool = False, bar: Progress | None = None) -> R
     if record["status"] == "completed":
         raise ResultsError(f"{run_dir}: the run has completed; there is nothing to resume")
     settings = {k: v for k, v in record["config"].items() if v is not None}  # None: the default
-    cfg = resolve.resolve([config.Layer(settings, f"metrics.json of {run_dir}")])
+    cfg, gone = _relocated(settings, run_dir, data_dir)
     experiment = EXPERIMENTS[cfg.experiment]
     if not experiment.resumable:
         raise ResultsError(f"{run_dir}: a {cfg.experiment} run is one compiled program with no checkpoints; "
                            "run it again")
-    job = experiment.prepare(cfg)
+    job = _prepare_resumed(experiment, cfg, run_dir, gone)
+    _check_checkpoint(job, run_dir, record)
+    if "data_dir" in record["config"]:
+        record["config"]["data_dir"] = cfg.data_dir  # where the data are now: given, recorded, or the usual lookup
     record.pop("error", None)
     record.update(status="running", environment=results.environment())
     return _execute(job, RunRecord(run_dir, record).write(), bar or progress.for_terminal(quiet), resume=True)
@@ -126,3 +133,35 @@ def run_file(path: Path, results_root: Path, quiet: bool = True) -> RunOutcome:
     """Run one experiment file into a new folder under `results_root`."""
     layers = [config.read_toml(path), config.Layer({"out": str(results_root)}, "flag")]
     return run(resolve.resolve(layers), quiet=quiet)
+
+
+def _relocated(settings: dict, run_dir: Path, data_dir: str | None) -> tuple[RunConfig, str | None]:
+    """The resumed run's settings with its data folder where the data are now, and the recorded folder
+    if it is gone (then the usual lookup applies, not an error about a --data-dir nobody typed)."""
+    recorded = settings.get("data_dir")
+    gone = recorded if data_dir is None and recorded and not Path(recorded).expanduser().is_dir() else None
+    layers = [config.Layer({k: v for k, v in settings.items() if k != "data_dir" or not gone},
+                           f"metrics.json of {run_dir}")]
+    if data_dir is not None:
+        layers.append(config.Layer({"data_dir": data_dir}, "flag"))
+    return resolve.resolve(layers), gone
+
+
+def _prepare_resumed(experiment, cfg: RunConfig, run_dir: Path, gone: str | None):
+    """`experiment.prepare(cfg)`; data found nowhere first says that the run's own folder is gone."""
+    try:
+        return experiment.prepare(cfg)
+    except DataError as e:
+        if gone is None:
+            raise
+        raise DataError(f"this run's data folder {gone} no longer exists (give the files' new place with "
+                        f"--resume {run_dir} --data-dir DIR), and looking elsewhere: {e}") from None
+
+
+def _check_checkpoint(job, run_dir: Path, record: dict) -> None:
+    """The checkpoint, read and checked against the record by the experiment's job (its `check_resume`, if it
+    has one), before anything is written: a damaged file is one line and the folder stays as it was."""
+    saved = checkpoint.read(run_dir)
+    check = getattr(job, "check_resume", None)
+    if check is not None:
+        check(saved, record)
