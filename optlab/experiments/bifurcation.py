@@ -147,7 +147,8 @@ def _run(cfg, ctx: RunContext) -> RunResult:
     summary = {
         "optimizer": cfg.optimizer, "steps": cfg.steps, "lr_count": int(lrs.size),
         "first_doubling_lr": (analysis["period_doubling_lrs"] or [None])[0],
-        "chaos_lr": first(lrs, periods == 0), "diverged_lr": first(lrs, periods == -1),
+        "chaos_lr": first(lrs, periods == 0), "first_diverged_lr": first(lrs, periods == -1),
+        "diverged_lr": first(lrs, np.flip(np.cumprod(np.flip(periods == -1)))),  # every η from here on
         "local_max_stable_lr": local, "wall_time_s": wall_time, "compile_time_s": compile_time,
     }
     marks = [] if local is None else [(local, f"local stability limit η = {local:.4g}")]
@@ -184,6 +185,8 @@ def summary_line(record: dict) -> str:
               for w in a.get("windows", []) if w["period"] == 3]
     if s.get("diverged_lr") is not None:
         parts.append(f"diverged from {s['diverged_lr']:.4g}")
+    if s.get("first_diverged_lr") is not None and s["first_diverged_lr"] != s.get("diverged_lr"):
+        parts.append(f"first diverged at {s['first_diverged_lr']:.4g}")
     return "; ".join(parts)
 
 

@@ -6,12 +6,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from matplotlib import colormaps
+from matplotlib import colormaps, patheffects
 from matplotlib.colors import LogNorm
 
 from optlab.plots._base import new_figure, save
 
 GAP_FLOOR = 1e-16
+OUTLINE = [patheffects.withStroke(linewidth=3.4, foreground="black")]  # white lines that read on any colour
 
 
 def bifurcation(path: str | Path, lrs: np.ndarray, w1: np.ndarray, loss: np.ndarray,
@@ -73,7 +74,8 @@ def phase_diagram(path: str | Path, x: np.ndarray, y: np.ndarray, gap: np.ndarra
     fig.colorbar(image, ax=ax, label="final C − C* (grey: diverged)")
     styles = ["-", "--", ":", "-."]
     for i, (label, xs, ys) in enumerate(boundaries):
-        ax.plot(xs, ys, color="white", linestyle=styles[i % len(styles)], linewidth=1.8, label=label)
+        ax.plot(xs, ys, color="white", linestyle=styles[i % len(styles)], linewidth=1.8, label=label,
+                path_effects=OUTLINE)
     for label, px, py in points:
         ax.scatter([px], [py], marker="*", s=160, c="white", edgecolors="black", linewidths=0.8, zorder=3,
                    label=label)
