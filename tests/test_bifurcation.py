@@ -133,3 +133,19 @@ def test_bad_settings_are_one_line_config_errors(settings, message):
     with pytest.raises(ConfigError, match=message) as caught:
         cfg(**settings)
     assert "\n" not in str(caught.value)
+
+
+def test_the_experiment_files_show_their_points(tmp_path):
+    from pathlib import Path
+
+    from optlab.runs import runner
+
+    files = Path(__file__).resolve().parents[1] / "experiments"
+    gd = runner.run_file(files / "bifurcation-gd.toml", tmp_path).record
+    assert len(gd["analysis"]["lr"]) == 1000
+    assert abs(gd["summary"]["first_doubling_lr"] - 2 / LAMBDA_MAX) <= 0.5 / 999
+    assert gd["summary"]["chaos_lr"] == pytest.approx(0.446, abs=2e-3)
+    assert gd["summary"]["diverged_lr"] == pytest.approx(0.561, abs=2e-3)
+    assert any(w["period"] == 3 and w["lr_from"] < 0.499 < w["lr_to"] for w in gd["analysis"]["windows"])
+    momentum = runner.run_file(files / "bifurcation-momentum.toml", tmp_path).record
+    assert abs(momentum["summary"]["first_doubling_lr"] - 2 * 1.2 / LAMBDA_MAX) <= 0.5 / 999

@@ -135,3 +135,15 @@ def test_bad_settings_are_one_line_config_errors(settings, message):
     with pytest.raises(ConfigError, match=message) as caught:
         cfg(**settings)
     assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("name", ["phase-diagram-momentum", "phase-diagram-nesterov"])
+def test_the_experiment_files_never_converge_outside_the_boundary(tmp_path, name):
+    from pathlib import Path
+
+    from optlab.runs import runner
+
+    record = runner.run_file(Path(__file__).resolve().parents[1] / "experiments" / f"{name}.toml", tmp_path).record
+    summary = record["summary"]
+    assert summary["cells"] == 160 * 100 and summary["converged_outside"] == 0 and summary["cells_outside"] > 5000
+    assert summary["converged_inside_fraction"] > 0.6
