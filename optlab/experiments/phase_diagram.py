@@ -128,11 +128,12 @@ def classify(losses: np.ndarray, start_loss: float) -> tuple[np.ndarray, np.ndar
 
 
 def predicted_stable(optimizer: str, hparam: str, lrs: np.ndarray, values: np.ndarray) -> np.ndarray | None:
-    """Cells inside the local quadratic's boundary for λmax (rows: values, columns: lrs); None: no closed form."""
-    limits = [max_stable_lr(optimizer, hparam, float(v), CURVATURES[0]) for v in values]
-    if all(limit is None for limit in limits):
+    """Cells inside the local quadratic's boundary for every curvature (rows: values, columns: lrs); None: no
+    closed form. (Each limit falls as λ grows, so λmax = 5.84 is the one that binds.)"""
+    per_curvature = [[max_stable_lr(optimizer, hparam, float(v), lam) for lam in CURVATURES] for v in values]
+    if all(None in limits for limits in per_curvature):
         return None
-    limits = np.array([np.nan if limit is None else limit for limit in limits])
+    limits = np.array([np.nan if None in limits else min(limits) for limits in per_curvature])
     with np.errstate(invalid="ignore"):
         return lrs[None, :] < limits[:, None]
 
