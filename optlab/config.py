@@ -243,6 +243,21 @@ class RunConfig:
                        "DIR", grid="fixed")
     run_dir: str | None = setting(None, optional_path, "write this run exactly here", "DIR", grid="fixed",
                                   commands=("run",))
+    # the dynamics experiments: a grid of step sizes (bifurcation, phase-diagram) and of one hyperparameter
+    lr_min: float = setting(0.2, positive, "the grid's smallest step size η", "FLOAT",
+                            grid="fixed", commands=("run",))
+    lr_max: float = setting(0.7, positive, "the grid's largest step size η", "FLOAT",
+                            grid="fixed", commands=("run",))
+    lr_count: int = setting(1000, count(100_000), "step sizes in the grid, evenly spaced",
+                            "INT", grid="fixed", commands=("run",))
+    hparam: str = setting("momentum", name, "the optimizer's hyperparameter on the y axis (a setting "
+                          "the optimizer takes, e.g. momentum)", "NAME", grid="fixed", commands=("run",))
+    hparam_min: float = setting(0.0, finite, "the hyperparameter's smallest value", "FLOAT",
+                                grid="fixed", commands=("run",))
+    hparam_max: float = setting(0.99, finite, "the hyperparameter's largest value", "FLOAT",
+                                grid="fixed", commands=("run",))
+    hparam_count: int = setting(100, count(10_000), "hyperparameter values in the grid, evenly spaced",
+                                "INT", grid="fixed", commands=("run",))
 
     def to_dict(self, keys: Iterable[str] | None = None) -> dict[str, Any]:
         data = dataclasses.asdict(self)

@@ -220,12 +220,12 @@ def test_help_reads_names_and_defaults_from_the_registries():
     lines = {line.split()[1]: " ".join(line.strip(" │").split())
              for line in wide_help("run").splitlines() if line[2:4] == "--"}
     assert "adam, gd, hessian-free, momentum, nesterov, newton, rmsprop, saddle-free-newton" in lines["--opt"]
-    assert "(default: adam; tiny gd)" in lines["--opt"]  # mnist and fashion-mnist train with adam
+    assert "(default: gd; fashion-mnist, mnist adam; phase-diagram momentum)" in lines["--opt"]
     assert "anneal, constant, cosine, exponential, inverse-time, step" in lines["--lr-schedule"]
     assert "glorot, he, normal" in lines["--init"]
     assert "(default: 0; mnist 0.3)" in lines["--input-noise"]
     assert lines["--epochs"].endswith("fashion-mnist, mnist: passes over the training set (default: 50)")
-    assert lines["--steps"].endswith("tiny: number of updates (default: 100)")
+    assert lines["--steps"].endswith("tiny: number of updates (default: 100; bifurcation 5000; phase-diagram 300)")
     assert "(default:" not in lines["--train-subset"] and "(default:" not in lines["--line-search"]
 
 

@@ -171,4 +171,4 @@ class Experiment:
 
 EXPERIMENTS: Registry[Experiment] = Registry("experiment")
 
-from optlab.experiments import classify, signals, tiny  # noqa: E402,F401  (they register themselves)
+from optlab.experiments import bifurcation, classify, phase_diagram, signals, tiny  # noqa: E402,F401  (they register themselves)

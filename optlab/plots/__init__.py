@@ -18,6 +18,7 @@ from typing import Any
 
 _HOME = {
     "DPI": "_base", "Curve": "_base",
+    "bifurcation": "dynamics", "phase_diagram": "dynamics",
     "edge_of_stability": "analysis", "heatmap": "analysis", "signals": "analysis", "spectral_density": "analysis",
     "curves": "training", "landscape": "training", "learning_curves": "training", "sparsity": "training",
     "tile_grid": "training", "weight_tiles": "training",
