@@ -120,7 +120,9 @@ def test_optlab_run_bifurcation_records_periods_and_draws_the_diagram(tmp_path):
     # the first grid points with periods 2 and 4 (0.3426 and 0.4232 on a grid 4 times finer)
     assert analysis["period_doubling_lrs"][:2] == pytest.approx([0.344, 0.424])
     assert record["summary"]["diverged_lr"] == pytest.approx(0.562) and record["summary"]["chaos_lr"] < 0.45
-    assert record["figures"] == {"bifurcation": "bifurcation.png"}
+    figure = record["figures"]["bifurcation"]
+    assert figure["path"] == "bifurcation.png" and figure["lr_range"] == [0.3, 0.7] and figure["lr_count"] == 201
+    assert "201 values from 0.3 to 0.7" in figure["caption"]
     assert (run_dir / "bifurcation.png").read_bytes()[:4] == b"\x89PNG"
 
 

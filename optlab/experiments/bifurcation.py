@@ -19,7 +19,7 @@ from functools import partial
 
 import numpy as np
 
-from optlab import config, plots
+from optlab import config, plots, results
 from optlab.errors import ConfigError
 from optlab.experiments import EXPERIMENTS, Experiment, RunContext, RunResult
 from optlab.experiments import tiny as tiny_experiment
@@ -155,7 +155,11 @@ def _run(cfg, ctx: RunContext) -> RunResult:
     plots.bifurcation(ctx.run_dir / "bifurcation.png", lrs, points[..., 0], losses, marks,
                       title=f"tiny model, {cfg.optimizer}: last {TAIL} of {cfg.steps:,} iterates from "
                             f"({cfg.start[0]:g}, {cfg.start[1]:g})")
-    return RunResult("completed", {}, summary, analysis, {"bifurcation": "bifurcation.png"},
+    figure = results.figure_entry(
+        "bifurcation.png", f"the last {TAIL} iterates' w1 and loss against the step size η, {len(lrs):,} values "
+        f"from {lrs[0]:g} to {lrs[-1]:g}, {cfg.optimizer} from ({cfg.start[0]:g}, {cfg.start[1]:g})",
+        lr_range=[float(lrs[0]), float(lrs[-1])], lr_count=len(lrs))
+    return RunResult("completed", {}, summary, analysis, {"bifurcation": figure},
                      params={"lr": lrs, "w": points[:, -1]})
 
 

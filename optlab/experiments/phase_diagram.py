@@ -27,7 +27,7 @@ from functools import partial
 
 import numpy as np
 
-from optlab import config, plots
+from optlab import config, plots, results
 from optlab.errors import ConfigError
 from optlab.experiments import EXPERIMENTS, Experiment, RunContext, RunResult
 from optlab.experiments import tiny as tiny_experiment
@@ -161,7 +161,12 @@ def _run(cfg, ctx: RunContext) -> RunResult:
     summary = _summary(cfg, lrs, values, gap, converged, diverged, stable) | {
         "wall_time_s": wall_time, "compile_time_s": compile_time}
     _figure(ctx.run_dir / "phase-diagram.png", cfg, lrs, values, gap)
-    return RunResult("completed", {}, summary, analysis, {"phase_diagram": "phase-diagram.png"},
+    figure = results.figure_entry(
+        "phase-diagram.png", f"the final C − C* of {cfg.optimizer} after {cfg.steps:,} steps over {len(lrs)} "
+        f"step sizes × {len(values)} values of {cfg.hparam}, with the local quadratic's stability boundary",
+        lr_range=[float(lrs[0]), float(lrs[-1])], hparam=cfg.hparam,
+        hparam_range=[float(values[0]), float(values[-1])])
+    return RunResult("completed", {}, summary, analysis, {"phase_diagram": figure},
                      params={"lr": lrs, "hparam_values": values, "final_loss": losses})
 
 
