@@ -6,9 +6,9 @@ import numpy as np
 import optax
 import pytest
 
+from optlab.core import checkpoint
 from optlab.core.engine import TrainState
 from optlab.errors import ResultsError
-from optlab.runs import checkpoint
 
 
 def state(seed: int) -> TrainState:

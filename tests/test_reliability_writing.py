@@ -20,7 +20,7 @@ from optlab.runs import runner
 from test_classify import write_fixture
 
 ENV = {**os.environ, "JAX_PLATFORMS": "cpu"}
-HOLD = ("import sys, time; from optlab.runs import claim; claim.acquire(sys.argv[1]); "
+HOLD = ("import sys, time; from optlab.results import claim; claim.acquire(sys.argv[1]); "
         "print('held', flush=True); time.sleep(60)")
 
 

@@ -18,11 +18,10 @@ import jax
 import numpy as np
 
 from optlab import plots, results
-from optlab.core import devices
+from optlab.core import checkpoint, devices
 from optlab.curvature import analysis
-from optlab.experiments import RunContext
+from optlab.experiments.contract import RunContext
 from optlab.problems import mlp
-from optlab.runs import checkpoint
 
 CHECKPOINT_SECONDS = 5.0  # default checkpoint interval: at most this much training is lost to a kill
 SNAPSHOT_EPOCHS = (1, 2, 3, 4, 5, 10)  # and the last: the lecture's first-layer weight figures

@@ -19,8 +19,8 @@ from optlab import plots, results
 from optlab.core import devices, optimizers, schedules
 from optlab.core.engine import TrainState, epoch_fn, init_state
 from optlab.errors import ConfigError
-from optlab.experiments import RunContext, RunResult
 from optlab.experiments._classify_loop import Checkpoints, Curvature, EpochLoop, Log, Program, epochs_text
+from optlab.experiments.contract import RunContext, RunResult
 from optlab.problems import mlp
 
 

@@ -19,10 +19,10 @@ from functools import partial
 
 import numpy as np
 
+import optlab.experiments.tiny as tiny_experiment
 from optlab import config, plots, results
 from optlab.errors import ConfigError
-from optlab.experiments import EXPERIMENTS, Experiment, RunContext, RunResult
-from optlab.experiments import tiny as tiny_experiment
+from optlab.experiments.contract import EXPERIMENTS, Experiment, RunContext, RunResult
 from optlab.problems import tiny
 
 LAMBDA_MAX = 5.84  # the Hessian's largest eigenvalue at the minima

@@ -19,7 +19,7 @@ import numpy as np
 from optlab.config import FIELDS
 from optlab.data import datasets
 from optlab.errors import ConfigError, ResultsError
-from optlab.experiments import (
+from optlab.experiments.contract import (
     EXPERIMENTS,
     AnalyzeOptions,
     Experiment,
@@ -31,15 +31,20 @@ from optlab.experiments import (
 )
 
 
+def _training():
+    """The JAX half of this experiment (its compiled programs and host loop), imported on first use."""
+    import optlab.experiments._classify_train as training
+
+    return training
+
+
 def prepare(cfg) -> SingleRun:
     """A single run, refused in one line if it cannot fit in device memory: as far as the settings
     tell (weights, a minibatch) before any data is loaded, in full once the data are known, and
     always before the run folder is made, so that nothing tries to allocate what is not there."""
-    from optlab.experiments import _classify_train
-
-    _classify_train.check_fits(cfg, layer_sizes(cfg), cfg.train_subset or cfg.batch_size, 1)
+    _training().check_fits(cfg, layer_sizes(cfg), cfg.train_subset or cfg.batch_size, 1)
     dataset, n_train, sizes = validate(cfg)
-    _classify_train.check_fits(cfg, sizes, n_train, len(dataset.test_images))
+    _training().check_fits(cfg, sizes, n_train, len(dataset.test_images))
     return SingleRun(cfg, dataset, n_train, sizes)
 
 
@@ -57,16 +62,14 @@ class SingleRun:
     sizes: tuple[int, ...]
 
     def __call__(self, ctx: RunContext) -> RunResult:
-        from optlab.experiments import _classify_train
-
-        return _classify_train.run_one(self.cfg, self.dataset, self.n_train, self.sizes, ctx)
+        return _training().run_one(self.cfg, self.dataset, self.n_train, self.sizes, ctx)
 
     def check_resume(self, saved, record: dict) -> None:
-        """A ResultsError if checkpoint `saved` (optlab.runs.checkpoint.Checkpoint) does not continue `record`."""
-        from optlab.experiments import _classify_loop, _classify_train
+        """A ResultsError if checkpoint `saved` (optlab.core.checkpoint.Checkpoint) does not continue `record`."""
+        from optlab.experiments._classify_loop import check_resume
 
-        template = _classify_train.state_layout(self.cfg, self.sizes, self.n_train)  # shapes only, no allocation
-        _classify_loop.check_resume(saved, record, self.cfg, template)
+        template = _training().state_layout(self.cfg, self.sizes, self.n_train)  # shapes only, no allocation
+        check_resume(saved, record, self.cfg, template)
 
 
 def layer_sizes(cfg) -> tuple[int, ...]:
@@ -105,22 +108,18 @@ def validate(cfg, dataset: datasets.Dataset | None = None) -> tuple:
 
 def _sweep_program(cfg, cache: dict) -> SweepProgram:
     """Validate a group against its data (loaded once per dataset and folder) and size its lanes."""
-    from optlab.experiments import _classify_train
-
     if cfg.checkpoint_every is not None:
         raise ConfigError(f"checkpoint_every {cfg.checkpoint_every} is for single runs: a sweep is not resumable "
                           "(leave it out, or run the configuration alone with optlab run)")
     source = (cfg.experiment, cfg.data_dir)
     dataset, n_train, sizes = validate(cfg, cache.get(source))
     cache[source] = dataset
-    per_lane = _classify_train.lane_bytes(cfg, n_train, len(dataset.test_images), sizes)
+    per_lane = _training().lane_bytes(cfg, n_train, len(dataset.test_images), sizes)
     return SweepProgram(partial(_run_lanes, dataset, n_train, sizes), per_lane)
 
 
 def _run_lanes(dataset, n_train, sizes, cfgs, lanes, run_dirs, progress, save_progress) -> list[RunResult]:
-    from optlab.experiments import _classify_train
-
-    return _classify_train.run_lanes(cfgs, dataset, n_train, sizes, lanes, run_dirs, progress, save_progress)
+    return _training().run_lanes(cfgs, dataset, n_train, sizes, lanes, run_dirs, progress, save_progress)
 
 
 SWEEPING = Sweeping(
@@ -222,7 +221,5 @@ _TRAINING = ("Data", "Log", "Checkpoints", "Curvature", "EpochLoop", "Program", 
 def __getattr__(name: str):
     """The training pieces (`classify.hyperparams`, `classify.Log`, …), importing JAX only when asked."""
     if name in _TRAINING:
-        from optlab.experiments import _classify_train  # which also holds _classify_loop's Log, EpochLoop, …
-
-        return getattr(_classify_train, name)
+        return getattr(_training(), name)  # _classify_train also holds _classify_loop's Log, EpochLoop, …
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

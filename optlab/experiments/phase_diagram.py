@@ -27,10 +27,10 @@ from functools import partial
 
 import numpy as np
 
+import optlab.experiments.tiny as tiny_experiment
 from optlab import config, plots, results
 from optlab.errors import ConfigError
-from optlab.experiments import EXPERIMENTS, Experiment, RunContext, RunResult
-from optlab.experiments import tiny as tiny_experiment
+from optlab.experiments.contract import EXPERIMENTS, Experiment, RunContext, RunResult
 from optlab.problems import tiny
 
 CURVATURES = (5.84, 0.16)  # the Hessian eigenvalues at the minima

@@ -22,7 +22,7 @@ import numpy as np
 from optlab import config, plots, results
 from optlab.data import datasets
 from optlab.errors import ConfigError
-from optlab.experiments import EXPERIMENTS, Experiment, RunContext, RunResult
+from optlab.experiments.contract import EXPERIMENTS, Experiment, RunContext, RunResult
 
 if TYPE_CHECKING:
     import jax

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from optlab import plots, results
-from optlab.experiments import (
+from optlab.experiments.contract import (
     EXPERIMENTS,
     AnalyzeOptions,
     Experiment,

@@ -17,9 +17,10 @@ from pathlib import Path
 
 from optlab import config, interrupts, results
 from optlab.config import RunConfig
+from optlab.core import checkpoint
 from optlab.errors import DataError, Interrupted, ResultsError
 from optlab.experiments import EXPERIMENTS, Progress, RunContext
-from optlab.runs import checkpoint, progress, resolve
+from optlab.runs import progress, resolve
 from optlab.runs.record import RunRecord
 
 

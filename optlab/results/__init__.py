@@ -2,7 +2,7 @@
 
 A run folder holds `metrics.json` (the results contract, below), the PNG figures it names,
 and `params.npz` (the final parameters); while a process writes it, also `.optlab.lock`, its
-claim (optlab.runs.claim). Every file is written to a temporary name in the
+claim (optlab.results.claim). Every file is written to a temporary name in the
 same folder and renamed into place, so a reader never sees half a file.
 
 metrics.json keys (users script against these names; renaming one means bumping
@@ -35,13 +35,13 @@ import numpy as np
 
 from optlab import interrupts
 from optlab.errors import ResultsError
-from optlab.runs import claim
+from optlab.results import claim
 
 SCHEMA_VERSION = 2  # see the module docstring for what changed
 METRICS_FILE = "metrics.json"
 PARAMS_FILE = "params.npz"
-CHECKPOINT_FILE = "checkpoint.npz"  # optlab.runs.checkpoint's, named here so --overwrite knows it
-LOCK_FILE = claim.LOCK_FILE  # held while a process writes the folder (optlab.runs.claim)
+CHECKPOINT_FILE = "checkpoint.npz"  # optlab.core.checkpoint's, named here so --overwrite knows it
+LOCK_FILE = claim.LOCK_FILE  # held while a process writes the folder (optlab.results.claim)
 EXIT_IO = 74  # EX_IOERR: a write failed (disk full, quota, I/O error); 1 means "diverged", 2 bad input
 STATUSES = ("running", "completed", "diverged", "interrupted", "failed")
 REQUIRED_KEYS = (
@@ -109,7 +109,7 @@ def create_run_dir(path: Path, overwrite: bool = False) -> Path:
 
     With `overwrite`, an existing folder is emptied only if it is an optlab run folder (see
     `replaceable_files`); anything else is refused and left exactly as it was. The claim
-    (optlab.runs.claim) makes a second process given the same folder fail at once, naming it;
+    (optlab.results.claim) makes a second process given the same folder fail at once, naming it;
     `release_run_dir` ends it. Emptiness is checked again once claimed: a run that finished
     in between is not clobbered.
     """
