@@ -18,8 +18,10 @@ rest of optlab everything they need through the hooks of its `Experiment` entry:
     analyze(record, saved, options)     `optlab analyze RUN_DIR`: the Hessian report (a dict with
         -> dict, or None                lambda_max, lambda_min, trace, negative_fraction, method,
                                         n_params, top_eigenvalues, density{eigenvalue, density}, data)
-                                        at a finished run's saved parameters. None: "has no trained
-                                        parameters to analyze".
+                                        at a finished run's saved parameters, of the matrix that
+                                        options.curvature names ("hessian" or "ggn"; the report's
+                                        "curvature" key says which; raise ConfigError for one it
+                                        cannot give). None: "has no trained parameters to analyze".
     summary_line(record) -> str         `optlab run`'s one line about a finished run (rich markup).
     overlays(lines, stem) ->            `optlab compare --plot` / `optlab report`: figures beyond the
         [(path, caption)]               common loss curves that overlay several runs of this
@@ -122,6 +124,8 @@ class AnalyzeOptions:
     probes: int = 10
     seed: int = 0
     data_dir: str | None = None
+    max_order: int | None = None  # Lanczos steps at most (None: optlab.curvature.lanczos.DEFAULT_MAX_ORDER)
+    curvature: str = "hessian"  # which matrix this call reports: "hessian", or "ggn" (Gauss–Newton)
 
     def k_for(self, n: int) -> int:
         """Eigenvalues at each end for a Hessian of n parameters: --k (at most n), by default 20."""
