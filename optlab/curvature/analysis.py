@@ -2,8 +2,10 @@
 
 The exact Hessian is for small problems (it is n × n); `hvp.dense_hessian` forms it with
 `jax.hessian` and each analysis diagonalises it once. For networks, `hessian_spectrum` uses
-only Hessian-vector products (optlab.curvature.hvp): Lanczos for the extreme eigenvalues, Hutchinson
-for the trace, stochastic Lanczos quadrature for the density.
+only Hessian-vector products (optlab.curvature.hvp): Lanczos for the extreme eigenvalues (only
+converged ones reported, with their residuals), Hutchinson for the trace, stochastic Lanczos
+quadrature for the density and the shares of negative and zero eigenvalues (|λ| ≤ ZERO_RTOL·‖H‖₂
+counts as zero). `ggn_spectrum` reports the same for the Gauss–Newton matrix.
 """
 
 from __future__ import annotations
