@@ -92,7 +92,9 @@ def test_extreme_eigenvalues_agree_with_dense_to_1e_4_relative():
     params, loss = small_mlp()
     op = hvp.hessian_operator(loss, params)
     dense = np.linalg.eigvalsh(np.asarray(hvp.dense_hessian(loss, params)))
-    bottom, top = lanczos.extreme_eigenvalues(op.matvec, op.n, 5, jax.random.key(1), jnp.float64, order=80)
+    ext = lanczos.extreme_eigenvalues(op.matvec, op.n, 5, jax.random.key(1), jnp.float64, order=80)
+    bottom, top = ext.bottom, ext.top
+    assert len(bottom) == len(top) == 5 and ext.order == 80  # converged at the first order tried
     assert dense[0] < 0 < dense[-1]  # a random point of a ReLU net: indefinite, so both ends matter
     np.testing.assert_allclose(top[0], dense[-1], rtol=1e-4)
     np.testing.assert_allclose(bottom[0], dense[0], rtol=1e-4)

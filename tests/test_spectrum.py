@@ -38,15 +38,20 @@ def test_hutchinson_trace_is_within_its_statistical_error(hessian):
 def test_slq_density_is_a_density_with_the_right_negative_share(hessian):
     op, h = hessian
     exact = np.linalg.eigvalsh(h)
-    q = spectrum.slq(op.matvec, op.n, 60, 20, jax.random.key(4), jnp.float64)
+    q = spectrum.slq(op.matvec, op.n, 120, 20, jax.random.key(4), jnp.float64)  # 60 steps leave zero unresolved
     np.testing.assert_allclose(q.weights.sum(axis=1), 1.0, atol=1e-10)
-    grid, phi = spectrum.density(q)
+    d = spectrum.density(q)
+    grid, phi = np.array(d["eigenvalue"]), np.array(d["density"])
     assert np.sum(phi) * (grid[1] - grid[0]) == pytest.approx(1.0, abs=1e-3)
+    assert d["sigma"] == pytest.approx(0.01 * (q.nodes.max() - q.nodes.min()))
     # the quadrature nodes span the spectrum: Lanczos finds both ends
     assert q.nodes.min() == pytest.approx(exact[0], rel=1e-4) and q.nodes.max() == pytest.approx(exact[-1], rel=1e-4)
-    share = spectrum.negative_share(q)
-    assert share["negative_fraction"] == pytest.approx(np.mean(exact < 0), abs=0.08)
-    true_ratio = np.abs(exact[exact < 0]).sum() / np.abs(exact).sum()
+    tol = 1e-4 * exact[-1]
+    share = spectrum.shares(q, tol)
+    assert share["negative_fraction"] == pytest.approx(np.mean(exact < -tol), abs=0.08)
+    assert share["zero_fraction"] == pytest.approx(np.mean(np.abs(exact) <= tol), abs=0.05)
+    assert 0 < share["negative_fraction_stderr"] < 0.05
+    true_ratio = np.abs(exact[exact < -tol]).sum() / np.abs(exact).sum()
     assert share["negative_mass_ratio"] == pytest.approx(true_ratio, abs=0.05)
 
 
@@ -59,6 +64,8 @@ def test_hessian_spectrum_by_lanczos_matches_the_exact_path(monkeypatch):
     assert (exact["method"], approx["method"]) == ("exact", "lanczos")
     np.testing.assert_allclose(approx["top_eigenvalues"], exact["top_eigenvalues"], rtol=1e-4)
     np.testing.assert_allclose(approx["bottom_eigenvalues"], exact["bottom_eigenvalues"], rtol=1e-4)
+    assert max(approx["bottom_residuals"]) <= approx["residual_tol"] and max(exact["bottom_residuals"]) < 1e-10
+    assert approx["negative_fraction"] == pytest.approx(exact["negative_fraction"], abs=0.08)
     assert abs(approx["trace"] - exact["trace"]) < 4 * approx["trace_stderr"]
     assert exact["gd_max_stable_lr"] == pytest.approx(2 / exact["lambda_max"])
     assert len(exact["layer_lambda_max"]) == 2

@@ -2,8 +2,10 @@
 
 The exact Hessian is for small problems (it is n × n); `hvp.dense_hessian` forms it with
 `jax.hessian` and each analysis diagonalises it once. For networks, `hessian_spectrum` uses
-only Hessian-vector products (optlab.curvature.hvp): Lanczos for the extreme eigenvalues, Hutchinson
-for the trace, stochastic Lanczos quadrature for the density.
+only Hessian-vector products (optlab.curvature.hvp): Lanczos for the extreme eigenvalues (only
+converged ones reported, with their residuals), Hutchinson for the trace, stochastic Lanczos
+quadrature for the density and the shares of negative and zero eigenvalues (|λ| ≤ ZERO_RTOL·‖H‖₂
+counts as zero). `ggn_spectrum` reports the same for the Gauss–Newton matrix.
 """
 
 from __future__ import annotations
@@ -92,72 +94,122 @@ def find_critical_points(
     return sorted(found, key=lambda item: item[1])
 
 
-# ---- networks: the spectrum from Hessian-vector products --------------------------------------
+# ---- networks: the spectrum from curvature-vector products ------------------------------------
 
-EXACT_LIMIT = 1500  # up to this many parameters the Hessian is formed and diagonalised exactly
-LAYER_ORDER = 40  # Lanczos steps for each layer's top eigenvalue: the top one converges first
+EXACT_LIMIT = 1500  # up to this many parameters the matrix is formed and diagonalised exactly
+LAYER_ORDER = 40  # Lanczos steps to start each layer's top eigenvalue from: the top one converges first
+ZERO_RTOL = 1e-4  # |λ| ≤ ZERO_RTOL × ‖A‖₂ (= λmax unless λmin is larger in size) counts as zero
 
 
-def _extremes(loss: Callable, params, k: int, key, order: int | None
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Bottom-k ascending, top-k descending, and every eigenvalue when the Hessian was formed
-    and diagonalised (once) because n ≤ EXACT_LIMIT, else None (Lanczos)."""
-    op = hvp.hessian_operator(loss, params)
+def dense_matrix(op: hvp.Operator) -> np.ndarray:
+    """The operator's n × n matrix, column j = A e_j (vmapped products), for small problems."""
+    columns = jax.jit(jax.vmap(lambda mv, v: mv(v), (None, 0), 1))(op.matvec, jnp.eye(op.n, dtype=op.dtype))
+    return np.asarray(columns, np.float64)
+
+
+def exact_extremes(matrix: np.ndarray, k: int) -> tuple[lanczos.Extremes, np.ndarray]:
+    """Bottom-k and top-k of a dense symmetric matrix (float64 `eigh`), residuals ‖A y − λ y‖, and
+    every eigenvalue (ascending)."""
+    matrix = (np.asarray(matrix, np.float64) + np.asarray(matrix, np.float64).T) / 2
+    values, vectors = np.linalg.eigh(matrix)
+    residuals = np.linalg.norm(matrix @ vectors - vectors * values, axis=0)
+    extremes = lanczos.Extremes(values[:k], residuals[:k], values[::-1][:k], residuals[::-1][:k], len(values), 0.0)
+    return extremes, values
+
+
+def _extremes(op: hvp.Operator, dense: Callable[[], np.ndarray], k: int, key, order: int | None,
+              max_order: int | None) -> tuple[lanczos.Extremes, np.ndarray | None]:
+    """Exact (`dense()` diagonalised once) when n ≤ EXACT_LIMIT, with every eigenvalue; else Lanczos, None."""
     if op.n <= EXACT_LIMIT:
-        values = np.asarray(jnp.linalg.eigvalsh(hvp.dense_hessian(loss, params)), np.float64)
-        return values[:k], values[::-1][:k], values
-    bottom, top = lanczos.extreme_eigenvalues(op.matvec, op.n, k, key, op.dtype, order)
-    return np.asarray(bottom), np.asarray(top), None
+        return exact_extremes(dense(), k)
+    return lanczos.extreme_eigenvalues(op.matvec, op.n, k, key, op.dtype, order, max_order), None
 
 
-def hessian_spectrum(loss: Callable, params, *, k: int = 20, probes: int = 10, order: int | None = None,
-                     seed: int = 0) -> dict:
-    """What the Hessian of `loss` (params -> scalar) says at `params`, without forming it when large.
+def _first(values: np.ndarray) -> float | None:
+    return float(values[0]) if len(values) else None
 
-    The k extreme eigenvalues (Lanczos with full reorthogonalisation, or exact up to
-    EXACT_LIMIT parameters), tr H by Hutchinson, the density by stochastic Lanczos quadrature,
-    the negative eigenvalues' share, and for a list of layers each layer's own top eigenvalue.
+
+def operator_spectrum(op: hvp.Operator, dense: Callable[[], np.ndarray], *, k: int = 20, probes: int = 10,
+                      order: int | None = None, max_order: int | None = None, seed: int = 0) -> dict:
+    """What a symmetric curvature operator's spectrum is, with how sure each number is.
+
+    Extreme eigenvalues: exact up to EXACT_LIMIT parameters, else Lanczos grown from `order`
+    steps until the k at each end converge or `max_order` steps are spent; only converged
+    ones are listed, each with its residual ‖A y − θ y‖ (an eigenvalue lies within it).
+    tr A by Hutchinson (with its standard error); the density by stochastic Lanczos quadrature
+    at `order` (default `lanczos.default_order`) steps, with its smoothing width; the shares of
+    negative and of zero eigenvalues, |λ| ≤ ZERO_RTOL·‖A‖₂ counting as zero.
     """
-    op = hvp.hessian_operator(loss, params)
     if not 1 <= k <= op.n:
         raise ValueError(f"asked for {k} eigenvalues but the problem has {op.n} parameters")
-    keys = jax.random.split(jax.random.key(seed), 4)
-    bottom, top, values = _extremes(loss, params, k, keys[0], order)
+    keys = jax.random.split(jax.random.key(seed), 3)
+    ext, values = _extremes(op, dense, k, keys[0], order, max_order)
     if values is not None:
-        method = "exact"
         q = spectrum.Quadrature(values[None], np.full((1, op.n), 1.0 / op.n))
-        trace, trace_stderr = float(values.sum()), 0.0
+        trace, trace_stderr, slq_order = float(values.sum()), 0.0, None
     else:
-        method = "lanczos"
         slq_order = order or lanczos.default_order(op.n, k)
         q = spectrum.slq(op.matvec, op.n, slq_order, probes, keys[1], op.dtype)
         trace, trace_stderr = spectrum.hutchinson_trace(op.matvec, op.n, max(probes, 2), keys[2], op.dtype)
-    grid, phi = spectrum.density(q)
-    grad_norm = gradient_norm(loss, params)
-    lam_max = float(top[0])
-    report = {
-        "method": method,
+    lam_max, lam_min = _first(ext.top), _first(ext.bottom)
+    zero_tol = ZERO_RTOL * max(abs(lam_max or 0.0), abs(lam_min or 0.0), float(np.abs(q.nodes).max()))
+    return {
+        "method": "exact" if values is not None else "lanczos",
         "n_params": op.n,
-        "loss": float(loss(params)),
-        "grad_norm": grad_norm,
-        "top_eigenvalues": top.tolist(),
-        "bottom_eigenvalues": bottom.tolist(),
+        "k": k,
+        "top_eigenvalues": ext.top.tolist(),
+        "top_residuals": ext.top_residuals.tolist(),
+        "bottom_eigenvalues": ext.bottom.tolist(),
+        "bottom_residuals": ext.bottom_residuals.tolist(),
         "lambda_max": lam_max,
-        "lambda_min": float(bottom[0]),
-        # plain gradient descent is stable near here only for η < 2/λmax
-        "gd_max_stable_lr": 2.0 / lam_max if lam_max > EIG_TOL else None,
+        "lambda_min": lam_min,
+        "lanczos_order": None if values is not None else ext.order,
+        "max_order": None if values is not None else min(max_order or lanczos.DEFAULT_MAX_ORDER, op.n),
+        "residual_tol": ext.tol,
         "trace": trace,
         "trace_stderr": trace_stderr,
-        **spectrum.negative_share(q),
-        "critical_point": classify(grad_norm, np.array([bottom[0], lam_max])),
-        "density": {"eigenvalue": grid.tolist(), "density": phi.tolist()},
+        "zero_tol": zero_tol,
+        **spectrum.shares(q, zero_tol),
+        "slq_order": slq_order,
+        "density": spectrum.density(q),
+        "negative_density": spectrum.negative_density(q, zero_tol),
     }
+
+
+def hessian_spectrum(loss: Callable, params, *, k: int = 20, probes: int = 10, order: int | None = None,
+                     max_order: int | None = None, seed: int = 0) -> dict:
+    """What the Hessian of `loss` (params -> scalar) says at `params`, without forming it when large.
+
+    `operator_spectrum` of H (formed by `jax.hessian` when small), plus the loss, the gradient
+    norm, the kind of point, GD's stable step size and, for a list of layers, each layer's own
+    top eigenvalue (of its diagonal block).
+    """
+    op = hvp.hessian_operator(loss, params)
+    report = operator_spectrum(op, lambda: np.asarray(hvp.dense_hessian(loss, params), np.float64), k=k,
+                               probes=probes, order=order, max_order=max_order, seed=seed)
+    grad_norm = gradient_norm(loss, params)
+    lam_max, lam_min = report["lambda_max"], report["lambda_min"]
+    report = {"curvature": "hessian", **report, "loss": float(loss(params)), "grad_norm": grad_norm,
+              # plain gradient descent is stable near here only for η < 2/λmax
+              "gd_max_stable_lr": 2.0 / lam_max if lam_max is not None and lam_max > EIG_TOL else None,
+              "critical_point": classify(grad_norm, np.array([np.nan if v is None else v for v in (lam_min, lam_max)]))}
     if isinstance(params, (list, tuple)) and len(params) > 1:
-        report["layer_lambda_max"] = [
-            float(_extremes(block, params[i], 1, jax.random.fold_in(keys[3], i), LAYER_ORDER)[1][0])
-            for i, block in enumerate(hvp.block_losses(loss, params))
-        ]
+        report["layer_lambda_max"] = [_layer_lambda_max(block, p, jax.random.fold_in(jax.random.key(seed + 1), i))
+                                      for i, (block, p) in enumerate(zip(hvp.block_losses(loss, params), params))]
     return report
+
+
+def _layer_lambda_max(block: Callable, layer, key) -> float | None:
+    op = hvp.hessian_operator(block, layer)
+    ext, _ = _extremes(op, lambda: np.asarray(hvp.dense_hessian(block, layer), np.float64), 1, key, LAYER_ORDER, None)
+    return _first(ext.top)
+
+
+def ggn_spectrum(model: Callable, output_loss: Callable, params, *, regulariser: Callable | None = None,
+                 **options) -> dict:
+    """`operator_spectrum` of the generalised Gauss–Newton matrix G = Jᵀ ∇²L J (+ ∇²R) of L∘f (+ R)."""
+    op = hvp.ggn_operator(model, output_loss, params, regulariser)
+    return {"curvature": "ggn", **operator_spectrum(op, lambda: dense_matrix(op), **options)}
 
 
 def analyze_params(loss: Callable, params, batch, data: str, **options) -> dict:

@@ -59,28 +59,60 @@ def slq(matvec: MatVec, n: int, order: int, probes: int, key: jax.Array, dtype=j
     return Quadrature(np.array(nodes), np.array(weights))
 
 
-def density(q: Quadrature, points: int = 400, sigma_fraction: float = 0.01) -> tuple[np.ndarray, np.ndarray]:
+def density(q: Quadrature, points: int = 400, sigma_fraction: float = 0.01) -> dict:
     """φ on a grid spanning the nodes (plus a margin): Σ weights × Gaussian(σ), averaged over probes.
 
     σ is `sigma_fraction` of the nodes' range: wide enough to smooth the discrete nodes,
-    narrow enough to keep an isolated outlier (the top eigenvalue) visible as a bump.
+    narrow enough to keep an isolated outlier (the top eigenvalue) visible as a bump. It is
+    returned with the curve ({"eigenvalue", "density", "sigma"}): at this width the cluster at
+    zero spills onto the negative side, which `negative_density` shows on its own scale.
     """
     lo, hi = float(q.nodes.min()), float(q.nodes.max())
     span = max(hi - lo, 1e-12 * max(abs(lo), abs(hi), 1.0))
-    sigma = sigma_fraction * span
-    grid = np.linspace(lo - 5 * sigma, hi + 5 * sigma, points)
-    kernel = np.exp(-((grid[None, None, :] - q.nodes[..., None]) ** 2) / (2 * sigma**2)) / (sigma * np.sqrt(2 * np.pi))
-    phi = np.einsum("pj,pjg->g", q.weights, kernel) / len(q.nodes)
-    return grid, phi
+    return _smoothed(q.nodes, q.weights, lo, hi, sigma_fraction * span, points)
 
 
-def negative_share(q: Quadrature) -> dict[str, float]:
-    """From the quadrature: the fraction of eigenvalues below 0, and the negative eigenvalues'
-    share of the absolute mass, Σ_{λ<0} |λ| / Σ |λ| (≈ 0 near a minimum, large at a saddle)."""
-    negative = q.nodes < 0
-    mass = q.weights * np.abs(q.nodes)
+def negative_density(q: Quadrature, zero_tol: float, points: int = 200, sigma_fraction: float = 0.01) -> dict | None:
+    """φ for λ < −zero_tol alone: only the nodes below −zero_tol, each smoothed with σ =
+    `sigma_fraction` × |lowest node| (the negative side's own scale), on a grid ending at −zero_tol.
+
+    Weights are the whole spectrum's, so its integral is the negative fraction. None when no
+    node is negative.
+    """
+    negative = q.nodes < -zero_tol
+    if not negative.any():
+        return None
+    lo = float(q.nodes.min())
+    sigma = sigma_fraction * abs(lo)
+    return _smoothed(q.nodes, np.where(negative, q.weights, 0.0), lo, -zero_tol, sigma, points, right=-zero_tol)
+
+
+def _smoothed(nodes, weights, lo, hi, sigma, points, right=None) -> dict:
+    """Σ_j weights_j N(t; nodes_j, σ²) averaged over probes, on a grid from lo − 5σ to `right` (or hi + 5σ)."""
+    grid = np.linspace(lo - 5 * sigma, hi + 5 * sigma if right is None else right, points)
+    kernel = np.exp(-((grid[None, None, :] - nodes[..., None]) ** 2) / (2 * sigma**2)) / (sigma * np.sqrt(2 * np.pi))
+    phi = np.einsum("pj,pjg->g", weights, kernel) / len(nodes)
+    return {"eigenvalue": grid.tolist(), "density": phi.tolist(), "sigma": float(sigma)}
+
+
+def shares(q: Quadrature, zero_tol: float) -> dict[str, float]:
+    """From the quadrature, with |λ| ≤ zero_tol counted as zero: the fractions of eigenvalues below
+    −zero_tol (`negative_fraction`, with its standard error over probes) and within ±zero_tol
+    (`zero_fraction`), and the negative eigenvalues' share of the absolute mass,
+    Σ_{λ<−tol} |λ| / Σ |λ| (≈ 0 near a minimum, large at a saddle).
+
+    Without the tolerance the cluster at zero (exact zeros of always-black pixels and roundoff
+    around them, often most of the spectrum) would count as negative or positive by the sign of
+    a rounding error.
+    """
+    negative, zero = q.nodes < -zero_tol, np.abs(q.nodes) <= zero_tol
+    w = q.weights / q.weights.sum(axis=1, keepdims=True)
+    per_probe = (w * negative).sum(axis=1)
+    mass = w * np.abs(q.nodes)
     total = mass.sum()
     return {
-        "negative_fraction": float((q.weights * negative).sum() / q.weights.sum()),
+        "negative_fraction": float(per_probe.mean()),
+        "negative_fraction_stderr": float(per_probe.std(ddof=1) / np.sqrt(len(w))) if len(w) > 1 else 0.0,
+        "zero_fraction": float((w * zero).sum(axis=1).mean()),
         "negative_mass_ratio": float((mass * negative).sum() / total) if total > 0 else 0.0,
     }

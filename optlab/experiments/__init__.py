@@ -19,8 +19,10 @@ rest of optlab everything they need through the hooks of its `Experiment` entry:
     analyze(record, saved, options)     `optlab analyze RUN_DIR`: the Hessian report (a dict with
         -> dict, or None                lambda_max, lambda_min, trace, negative_fraction, method,
                                         n_params, top_eigenvalues, density{eigenvalue, density}, data)
-                                        at a finished run's saved parameters. None: "has no trained
-                                        parameters to analyze".
+                                        at a finished run's saved parameters, of the matrix that
+                                        options.curvature names ("hessian" or "ggn"; the report's
+                                        "curvature" key says which; raise ConfigError for one it
+                                        cannot give). None: "has no trained parameters to analyze".
     summary_line(record) -> str         `optlab run`'s one line about a finished run (rich markup).
     overlays(lines, stem) ->            `optlab compare --plot` / `optlab report`: figures beyond the
         [(path, caption)]               common loss curves that overlay several runs of this

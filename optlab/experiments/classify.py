@@ -144,8 +144,10 @@ def _layers(saved: Mapping[str, np.ndarray]) -> list[dict]:
 
 
 def analyze(record: dict, saved: Mapping[str, Any], options: AnalyzeOptions) -> dict:
-    """Lanczos, Hutchinson and SLQ on the clean training loss of the first `options.subset` images."""
+    """Lanczos, Hutchinson and SLQ on the clean training loss of the first `options.subset` images:
+    of its Hessian, or of its Gauss–Newton matrix (logits f, softmax cross-entropy L, weight decay whole)."""
     import jax.numpy as jnp
+    from jax.tree_util import Partial
 
     from optlab.curvature import analysis
     from optlab.problems import mlp
@@ -156,10 +158,34 @@ def analyze(record: dict, saved: Mapping[str, Any], options: AnalyzeOptions) -> 
     data = datasets.load(record["experiment"], options.data_dir or cfg.get("data_dir"))
     if options.subset > len(data.train_images):
         raise ConfigError(f"--subset {options.subset:,} is more than the {len(data.train_images):,} training images")
-    batch = (jnp.asarray(data.train_images[: options.subset]), jnp.asarray(data.train_labels[: options.subset]))
-    loss = partial(mlp.loss, weight_decay=float(cfg.get("weight_decay") or 0.0))  # clean: no noise, no dropout
+    images, labels = jnp.asarray(data.train_images[: options.subset]), jnp.asarray(data.train_labels[: options.subset])
+    weight_decay = float(cfg.get("weight_decay") or 0.0)
     described = f"the first {options.subset:,} {record['experiment']} training images, clean loss"
-    return analysis.analyze_params(loss, params, batch, described, k=k, probes=options.probes, seed=options.seed)
+    spectrum = {"k": k, "probes": options.probes, "seed": options.seed, "max_order": options.max_order}
+    if options.curvature == "ggn":
+        model = Partial(_logits, mlp.pixels(images))
+        output_loss = Partial(_cross_entropy, labels)
+        regulariser = Partial(_weight_decay, weight_decay) if weight_decay else None
+        return {"data": described, **analysis.ggn_spectrum(model, output_loss, params, regulariser=regulariser,
+                                                           **spectrum)}
+    loss = partial(mlp.loss, weight_decay=weight_decay)  # clean: no noise, no dropout
+    return analysis.analyze_params(loss, params, (images, labels), described, **spectrum)
+
+
+def _logits(x, params):
+    from optlab.problems import mlp
+
+    return mlp.forward(params, x)[0]
+
+
+def _cross_entropy(labels, logits):
+    import optax
+
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels.astype("int32")).mean()
+
+
+def _weight_decay(weight_decay, params):
+    return 0.5 * weight_decay * sum((layer["w"] ** 2).sum() for layer in params)
 
 
 def summary_line(record: dict) -> str:

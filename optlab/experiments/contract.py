@@ -94,6 +94,8 @@ class AnalyzeOptions:
     probes: int = 10
     seed: int = 0
     data_dir: str | None = None
+    max_order: int | None = None  # Lanczos steps at most (None: optlab.curvature.lanczos.DEFAULT_MAX_ORDER)
+    curvature: str = "hessian"  # which matrix this call reports: "hessian", or "ggn" (Gauss–Newton)
 
     def k_for(self, n: int) -> int:
         """Eigenvalues at each end for a Hessian of n parameters: --k (at most n), by default 20."""

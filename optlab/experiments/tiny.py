@@ -218,7 +218,11 @@ def analyze(record: dict, saved: Mapping[str, Any], options: AnalyzeOptions) -> 
     import jax.numpy as jnp
 
     from optlab.curvature import analysis
+    from optlab.errors import ConfigError
 
+    if options.curvature != "hessian":
+        raise ConfigError(f"--curvature {options.curvature} needs a network's outputs: the tiny problem has only "
+                          "its Hessian (use --curvature hessian)")
     with jax.enable_x64(True):
         w = jnp.asarray(saved["w"], jnp.float64)
         report = analysis.hessian_spectrum(tiny.loss, w, k=options.k_for(w.size))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -71,21 +71,44 @@ def signals(path: str | Path, lines: Sequence[tuple[str, np.ndarray, np.ndarray]
 
 
 def spectral_density(path: str | Path, eigenvalue: Sequence[float], density: Sequence[float],
-                     top: Sequence[float] = (), title: str = "") -> Path:
-    """The Hessian's eigenvalue density on a log axis (its bulk is near 0, its outliers orders of
-    magnitude thinner), with the Lanczos top eigenvalues marked."""
-    x, y = floats(eigenvalue), floats(density)
-    fig = new_figure(7.0, 4.5)
-    ax = fig.add_subplot()
-    positive = y[np.isfinite(y) & (y > 0)]
-    floor = max(float(positive.max()) * 1e-8, float(positive.min())) if positive.size else 1e-12
-    ax.semilogy(x, np.where(np.isfinite(y) & (y > floor), y, floor), color="C0")
+                     top: Sequence[float] = (), title: str = "", *, sigma: float | None = None,
+                     negative: Mapping[str, Sequence[float]] | None = None,
+                     other: tuple[str, Sequence[float], Sequence[float]] | None = None) -> Path:
+    """The eigenvalue density on a log axis (its bulk is near 0, its outliers orders of magnitude
+    thinner), with the top eigenvalues marked and the smoothing width σ in the legend.
+
+    `negative` ({"eigenvalue", "density", "sigma"}: the negative eigenvalues alone, smoothed on
+    their own scale) adds a second panel, so that the cluster at zero, smeared by σ, cannot pass
+    for negative curvature; `other` (label, eigenvalue, density) overlays a second matrix's density.
+    """
+    fig = new_figure(12.0 if negative else 7.0, 4.5)
+    axes = fig.subplots(1, 2 if negative else 1, squeeze=False)[0]
+    ax = axes[0]
+    label = "density" + (f" (σ = {sigma:.2g})" if sigma else "")
+    _log_density(ax, eigenvalue, density, "C0", label)
+    if other is not None:
+        _log_density(ax, other[1], other[2], "C2", other[0])
     for value in floats(top):
         ax.axvline(value, color="C3", lw=0.6, alpha=0.5)
     ax.axvline(0.0, color="black", lw=0.8, ls=":")
     ax.set(xlabel="eigenvalue", ylabel="density", title=title)
-    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize="small")
+    if negative:
+        neg = axes[1]
+        _log_density(neg, negative["eigenvalue"], negative["density"], "C1",
+                     f"negative eigenvalues (σ = {float(negative['sigma']):.2g})")
+        neg.set(xlabel="eigenvalue", title="negative side, without the cluster at zero")
+        neg.legend(fontsize="small")
+    for a in axes:
+        a.grid(True, which="major", alpha=0.3)
     return save(fig, path)
+
+
+def _log_density(ax, eigenvalue, density, color: str, label: str) -> None:
+    x, y = floats(eigenvalue), floats(density)
+    positive = y[np.isfinite(y) & (y > 0)]
+    floor = max(float(positive.max()) * 1e-8, float(positive.min())) if positive.size else 1e-12
+    ax.semilogy(x, np.where(np.isfinite(y) & (y > floor), y, floor), color=color, label=label)
 
 
 def edge_of_stability(path: str | Path, epochs: Sequence[float], lambda_max: Sequence[float],
