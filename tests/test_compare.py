@@ -33,9 +33,11 @@ def results(tmp_path: Path, write_run) -> Path:
               summary={"final_loss": 0.5, "wall_time_s": 1.0})
     mnist = dict(optimizer="adam", lr=0.001, lr_schedule="anneal")
     write_run(root, "mnist", run_id="mnist-adam-s0", seed=0, **mnist, summary={
-        "final_loss": 0.2, "test_error": 0.012, "best_test_error": 0.011, "time_to_target_s": 30.0, "wall_time_s": 100.0})
+        "final_loss": 0.2, "test_error": 0.012, "best_test_error": 0.011, "time_to_target_s": 30.0,
+        "wall_time_s": 100.0})
     write_run(root, "mnist", run_id="mnist-adam-s1", seed=1, **mnist, data_dir="/elsewhere", summary={
-        "final_loss": 0.3, "test_error": 0.014, "best_test_error": 0.013, "time_to_target_s": None, "wall_time_s": 120.0})
+        "final_loss": 0.3, "test_error": 0.014, "best_test_error": 0.013, "time_to_target_s": None,
+        "wall_time_s": 120.0})
     (root / "corrupt").mkdir()
     (root / "corrupt" / "metrics.json").write_text('{"schema_version": 1, "run_id": "trunc')
     (root / "empty").mkdir()
@@ -306,7 +308,8 @@ def test_curves_never_mix_experiments_and_groups_draw_mean_and_band(results: Pat
     calls.clear()
     compare_figures(cmp.make_rows(runs), tmp_path)
     assert len(calls["tiny-loss.png"]) == 4 and len(calls["mnist-loss.png"]) == 2
-    assert [c.label for c in calls["mnist-test_error.png"]] == ["adam lr=0.001 anneal seed=0", "adam lr=0.001 anneal seed=1"]
+    labels = [c.label for c in calls["mnist-test_error.png"]]
+    assert labels == ["adam lr=0.001 anneal seed=0", "adam lr=0.001 anneal seed=1"]
     assert all(len(c.x) == 4 for c in calls["tiny-loss.png"]) and all(len(c.x) == 3 for c in calls["mnist-loss.png"])
 
 

@@ -1,4 +1,4 @@
-"""`optlab report` and `optlab reproduce`: a self-contained HTML page, its Markdown twin, and one-command reproduction."""
+"""`optlab report` and `optlab reproduce`: a self-contained HTML page, its Markdown twin, one-command reproduction."""
 
 from __future__ import annotations
 
