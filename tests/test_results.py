@@ -121,7 +121,9 @@ def test_overwrite_knows_the_figures_of_either_schema_as_optlabs(tmp_path, versi
     with pytest.raises(ResultsError, match="'stray.png' is not a file optlab wrote"):
         results.create_run_dir(folder, overwrite=True)
     (folder / "stray.png").unlink()
-    assert not any(results.create_run_dir(folder, overwrite=True).iterdir())
+    assert [p.name for p in results.create_run_dir(folder, overwrite=True).iterdir()] == [results.LOCK_FILE]
+    results.release_run_dir(folder)
+    assert not any(folder.iterdir())  # emptied, and the claim ended with its lock file
 
 
 def test_failed_write_leaves_the_old_file_intact(tmp_path):

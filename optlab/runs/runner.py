@@ -55,6 +55,16 @@ def resume(run_dir: Path, quiet: bool = False, bar: Progress | None = None, data
     """
     run_dir = Path(run_dir)
     results.claim_run_dir(run_dir)  # a second resume of this folder fails here, naming it
+    try:
+        job, record = _resumable(run_dir, data_dir)
+    except BaseException:
+        results.release_run_dir(run_dir)  # a refused resume leaves the folder as it was, lock file and all
+        raise
+    return _execute(job, RunRecord(run_dir, record).write(), bar or progress.for_terminal(quiet), resume=True)
+
+
+def _resumable(run_dir: Path, data_dir: str | None) -> tuple:
+    """(the prepared job, its record marked running), or the error that refuses this resume."""
     record = results.read_metrics(run_dir)
     if record["status"] == "completed":
         raise ResultsError(f"{run_dir}: the run has completed; there is nothing to resume")
@@ -70,7 +80,7 @@ def resume(run_dir: Path, quiet: bool = False, bar: Progress | None = None, data
         record["config"]["data_dir"] = cfg.data_dir  # where the data are now: given, recorded, or the usual lookup
     record.pop("error", None)
     record.update(status="running", environment=results.environment())
-    return _execute(job, RunRecord(run_dir, record).write(), bar or progress.for_terminal(quiet), resume=True)
+    return job, record
 
 
 @interrupts.deferring  # signals stop the run at its safe points (optlab.interrupts)
