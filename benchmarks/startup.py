@@ -3,7 +3,7 @@
     python3 benchmarks/startup.py [--repeats 7]
 
 Each command runs in a fresh interpreter `--repeats` times; the median wall time is reported with
-its ratio to the baselines measured in the same session (a two-command Typer app's `--help`, and
+its ratio to the baselines measured in the same run (a two-command Typer app's `--help`, and
 `import typer, rich, matplotlib.pyplot`), because absolute seconds on a shared machine are noise.
 `compare` reads three tiny runs made first in a temporary folder. Prints one JSON object.
 """

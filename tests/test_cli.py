@@ -227,6 +227,11 @@ def test_help_reads_names_and_defaults_from_the_registries():
     assert lines["--epochs"].endswith("fashion-mnist, mnist: passes over the training set (default: 50)")
     assert lines["--steps"].endswith("tiny: number of updates (default: 100; bifurcation 5000; phase-diagram 300)")
     assert "(default:" not in lines["--train-subset"] and "(default:" not in lines["--line-search"]
+    # Which experiments a setting applies to: all (no prefix), most ("all but …"), or a few by name.
+    assert lines["--seed"].startswith("--seed INT random seed")
+    assert lines["--opt"].startswith("--opt NAME all but signals: optimizer:")
+    assert lines["--momentum"].startswith("--momentum FLOAT all but signals: momentum")
+    assert lines["--lr"].startswith("--lr FLOAT fashion-mnist, mnist, tiny: step size")
 
 
 def test_defaults_shown_per_experiment_where_they_differ():

@@ -92,7 +92,7 @@ class SettingsCommand(TyperCommand):
 
 
 def describe(key: str) -> str:
-    """A setting's help: the experiments it is particular to, its text, the names it takes, its default."""
+    """A setting's help: the experiments it applies to (unless all), its text, the names it takes, its default."""
     from optlab.experiments import EXPERIMENTS
 
     spec = config.SETTINGS[key]
@@ -104,8 +104,15 @@ def describe(key: str) -> str:
     default = _default(key, {e.name: e.value.defaults for e in applies})
     if default:
         text += f" (default: {default})"
-    particular = [e.name for e in applies if key in e.value.fields]
-    return f"{', '.join(particular)}: {text}" if particular else text
+    return f"{_which(applies, EXPERIMENTS.names())}: {text}" if len(applies) < len(EXPERIMENTS.names()) else text
+
+
+def _which(applies: list, every: list[str]) -> str:
+    """The experiments a setting applies to, or, when that is most of them, the ones it does not."""
+    names = [e.name for e in applies]
+    if len(names) > len(every) / 2:
+        return "all but " + ", ".join(n for n in every if n not in names)
+    return ", ".join(names)
 
 
 def _default(key: str, defaults: dict[str, Any]) -> str:
