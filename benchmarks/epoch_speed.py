@@ -50,13 +50,17 @@ def reference_loss(params, images, labels):
     return optax.softmax_cross_entropy_with_integer_labels(logits, labels.astype(jnp.int32)).mean()
 
 
-def optlab_variant(images, labels, params, n_train: int, batch_size: int, lr: float, total_epochs: int, seed: int):
-    """What a single run builds (_classify_train.run_one) for `optlab run mnist --opt adam --lr LR --input-noise 0`."""
-    cfg = resolve.resolve([config.Layer({"experiment": "mnist", "optimizer": "adam", "lr": lr, "input_noise": 0,
+def optlab_variant(images, labels, params, n_train: int, batch_size: int, lr: float, total_epochs: int, seed: int,
+                   input_noise: float = 0.0):
+    """What a single run builds (_classify_train.run_one) for `optlab run mnist --opt adam --lr LR --input-noise σ`."""
+    cfg = resolve.resolve([config.Layer({"experiment": "mnist", "optimizer": "adam", "lr": lr,
+                                        "input_noise": input_noise,
                                         "batch_size": batch_size, "epochs": total_epochs, "seed": seed}, "flag")])
-    loss = partial(mlp.loss, input_noise=cfg.input_noise, dropout=cfg.dropout, weight_decay=cfg.weight_decay)
+    hp = {k: jnp.asarray(getattr(cfg, k), jnp.float32) for k in ("lr", "momentum", "grad_noise", "input_noise")}
+    # as _classify_train.loss_for: σ traced from hp when it is non-zero, the term left out when it is 0
+    loss = partial(mlp.loss, input_noise=hp["input_noise"] if cfg.input_noise > 0 else 0.0, dropout=cfg.dropout,
+                   weight_decay=cfg.weight_decay)
     make_tx = classify.make_tx_for(cfg, cfg.epochs * (n_train // cfg.batch_size))
-    hp = {k: jnp.asarray(getattr(cfg, k), jnp.float32) for k in ("lr", "momentum", "grad_noise")}
     state = engine.init_state(make_tx, params, hp, jax.random.key(seed))
     epoch = engine.epoch_fn(loss, make_tx, n_train, cfg.batch_size)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from optlab import config, interrupts, results
 from optlab.config import RunConfig
-from optlab.core import checkpoint
+from optlab.core import checkpoint, compile_cache
 from optlab.errors import DataError, Interrupted, ResultsError
 from optlab.experiments import EXPERIMENTS, Progress, RunContext
 from optlab.runs import progress, resolve
@@ -35,6 +35,7 @@ class RunOutcome:
 def run(cfg: RunConfig, quiet: bool = False, overwrite: bool = False, bar: Progress | None = None) -> RunOutcome:
     """Run `cfg` into a new folder (OUT/RUN_ID, or exactly --run-dir)."""
     experiment = EXPERIMENTS[cfg.experiment]
+    compile_cache.enable()
     job = experiment.prepare(cfg)
     name = f"{cfg.experiment}-{cfg.optimizer}" if experiment.trains else cfg.experiment
     run_id = Path(cfg.run_dir).name if cfg.run_dir else results.new_run_id(name)
@@ -54,6 +55,7 @@ def resume(run_dir: Path, quiet: bool = False, bar: Progress | None = None, data
     rewritten as running, so a refused resume leaves the folder as it was.
     """
     run_dir = Path(run_dir)
+    compile_cache.enable()
     results.claim_run_dir(run_dir)  # a second resume of this folder fails here, naming it
     try:
         job, record = _resumable(run_dir, data_dir)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from optlab import results
 from optlab.config import RunConfig
-from optlab.core import devices
+from optlab.core import compile_cache, devices
 from optlab.errors import ConfigError
 from optlab.experiments import EXPERIMENTS
 from optlab.runs.record import RunRecord
@@ -32,6 +32,7 @@ def run(sweep: Sweep, out: Path, progress, best: str | None = None, max_lanes: i
         devices_: Sequence | None = None) -> Outcome:
     """Plan, create the folders (process 0 only), train chunk by chunk, and write the summaries."""
     experiment = sweep.configs[0].experiment
+    compile_cache.enable()
     metric = _check_metric(experiment, best)
     notices: list[str] = []
     chunks = plan(sweep, max_lanes, notices)

@@ -1,0 +1,102 @@
+"""What the input noise costs an epoch: optlab's default σ = 0.3 epoch and its σ = 0 epoch against the
+hand-fused no-noise reference, as ratios; prints JSON.
+
+The variants are those of benchmarks/epoch_speed.py (the lecture network 784-225-225-10, Adam at η = 1e-3
+with the anneal schedule, minibatches of 100, synthetic MNIST-shaped uint8 data):
+
+  noisy   `optlab run mnist` as it runs by default: σ = 0.3, fresh N(0, σ²) per pixel per step
+  clean   the same with `--input-noise 0`
+  fused   the hand-fused reference: one jitted lax.scan with optax.adam, no noise, nothing else
+
+Each variant compiles in a warm-up epoch; then `--repeats` × `--epochs` epochs of each are timed round-robin
+(who goes first rotating), and reported are the median epoch times and the medians of slot-by-slot ratios.
+`noise_share` is (noisy − clean) / noisy: the fraction of the default epoch that the noise costs.
+
+    python benchmarks/noise_speed.py                    # 60,000 images
+    python benchmarks/noise_speed.py --n-train 10000 --epochs 3 --repeats 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from epoch_speed import SIZES, fused_variant, optlab_variant, timed  # noqa: E402
+from optlab.problems import mlp  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n-train", type=int, default=60_000)
+    parser.add_argument("--epochs", type=int, default=3, help="timed epochs per variant per round (default 3)")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds of --epochs (default 3)")
+    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--sigma", type=float, default=0.3, help="the noisy variant's σ (default 0.3, the lecture's)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    if args.n_train < args.batch_size or min(args.epochs, args.repeats, args.batch_size) < 1 or args.sigma <= 0:
+        parser.error("need --n-train ≥ --batch-size ≥ 1, --epochs, --repeats ≥ 1 and --sigma > 0")
+
+    rng = np.random.default_rng(args.seed)
+    images = jax.device_put(rng.integers(0, 256, (args.n_train, 28, 28), dtype=np.uint8))
+    labels = jax.device_put(rng.integers(0, 10, args.n_train).astype(np.uint8))
+
+    def fresh_params():  # each variant its own copy: they donate their buffers
+        return mlp.init(jax.random.key(args.seed), SIZES, "he")
+
+    total = 1 + args.epochs * args.repeats
+    common = (images, labels)
+    variants = {
+        "noisy": optlab_variant(*common, fresh_params(), args.n_train, args.batch_size, 1e-3, total, args.seed,
+                                input_noise=args.sigma)[0],
+        "clean": optlab_variant(*common, fresh_params(), args.n_train, args.batch_size, 1e-3, total, args.seed)[0],
+        "fused": fused_variant(*common, fresh_params(), args.n_train, args.batch_size, 1e-3, args.seed),
+    }
+    first = {name: timed(run)[0] for name, run in variants.items()}  # compiles
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    names = list(variants)
+    for slot in range(args.epochs * args.repeats):
+        for name in names[slot % len(names):] + names[: slot % len(names)]:
+            times[name].append(timed(variants[name])[0])
+
+    median = {name: statistics.median(ts) for name, ts in times.items()}
+
+    def paired(a: str, b: str) -> float:
+        return statistics.median(x / y for x, y in zip(times[a], times[b]))
+
+    noise_share = statistics.median((n - c) / n for n, c in zip(times["noisy"], times["clean"]))
+    report = {
+        "benchmark": "noise_speed",
+        "backend": jax.default_backend(),
+        "device_kind": jax.devices()[0].device_kind,
+        "jax": jax.__version__,
+        "prng": jax.config.jax_default_prng_impl,
+        "threefry_partitionable": bool(jax.config.jax_threefry_partitionable),
+        "network": "-".join(map(str, SIZES)),
+        "n_train": args.n_train,
+        "batch_size": args.batch_size,
+        "sigma": args.sigma,
+        "normals_per_epoch": (args.n_train // args.batch_size) * args.batch_size * 784,
+        "timed_epochs_per_variant": args.epochs * args.repeats,
+        "epoch_s": {name: round(t, 4) for name, t in median.items()},
+        "first_epoch_s": {name: round(t, 3) for name, t in first.items()},
+        "all_epoch_s": {name: [round(t, 4) for t in ts] for name, ts in times.items()},
+        "ratio_noisy_over_fused": round(paired("noisy", "fused"), 3),
+        "ratio_clean_over_fused": round(paired("clean", "fused"), 3),
+        "ratio_noisy_over_clean": round(paired("noisy", "clean"), 3),
+        "noise_share_of_noisy_epoch": round(noise_share, 3),
+        "bar_noisy_within_15pct_of_fused": paired("noisy", "fused") <= 1.15,
+        "bar_noise_at_most_10pct_of_epoch": noise_share <= 0.10,
+    }
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
