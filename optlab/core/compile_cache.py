@@ -14,6 +14,9 @@ from pathlib import Path
 
 DIR_ENV = "OPTLAB_COMPILE_CACHE"
 OFF_ENV = "OPTLAB_NO_COMPILE_CACHE"
+# JAX keeps only programs that took at least this long to compile (its own default, 1 s, leaves out the
+# evaluation programs, ~0.3-0.5 s each on a CPU, and sometimes the epoch itself); below it, eager ops.
+MIN_COMPILE_TIME_S = 0.1
 
 
 def folder() -> Path | None:
@@ -36,7 +39,8 @@ def enable() -> Path | None:
     Called where the commands that compute start (`optlab run`, `resume`, `sweep`: every experiment compiles
     JAX programs, the ones without an optimizer too); the others never call it and never import JAX. JAX's own
     thresholds (`jax_persistent_cache_min_compile_time_secs`, 1 s by default, and the minimum entry size)
-    decide which programs are kept; they may be set through JAX's environment variables as usual.
+    decide which programs are kept: optlab lowers the minimum compile time to MIN_COMPILE_TIME_S unless
+    $JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS says otherwise.
     """
     where = folder()
     if where is None:
@@ -46,4 +50,6 @@ def enable() -> Path | None:
     if jax.config.jax_compilation_cache_dir:  # set by the user (JAX_COMPILATION_CACHE_DIR): theirs wins
         return Path(jax.config.jax_compilation_cache_dir)
     jax.config.update("jax_compilation_cache_dir", str(where))
+    if "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" not in os.environ:
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_TIME_S)
     return where
