@@ -1,8 +1,8 @@
 """optlab.problems.mlp and the epoch engine on it: the maths checked against formulas written out.
 
 Gradients against central finite differences in float64, the loss against a numpy softmax
-cross-entropy, init statistics against their formulas, inverted dropout, `evaluate`, and one
-`engine.epoch_fn` against a hand-written loop over the same shuffle.
+cross-entropy, init statistics against their formulas, inverted dropout, `evaluate`, one
+`engine.epoch_fn` against a hand-written loop over the same shuffle, and the input noise's statistics.
 """
 
 from __future__ import annotations
@@ -283,3 +283,48 @@ def test_epoch_with_several_batches_matches_a_hand_loop_over_the_same_shuffle():
     # a second epoch continues the count
     state, _, _ = epoch(state, hp, images, labels)
     assert count_of(state.opt_state) == 12
+
+
+# ---- input noise ---------------------------------------------------------------------------------
+
+
+def test_input_noise_is_fresh_normal_per_pixel_per_step(monkeypatch):
+    """The noise the loss adds is N(0, σ²) per pixel, uncorrelated between steps and between pixels.
+
+    Zero images, so the network's input is σ·z exactly; the steps' keys are split from one key as the epoch
+    splits them. Every tolerance is 5 standard errors of its statistic under the hypothesis, from the sample
+    size n: the mean's σ/√n, the variance's σ²·√(2/n), a correlation coefficient's 1/√n.
+    """
+    sigma, steps, batch, dim = 0.3, 8, 100, 784
+    seen = []
+
+    def capture(params, x, dropout=0.0, key=None):
+        seen.append(np.asarray(x, np.float64))
+        return jnp.zeros((x.shape[0], 10)), []
+
+    monkeypatch.setattr(mlp, "forward", capture)
+    images, labels = np.zeros((batch, 28, 28), np.uint8), np.zeros(batch, np.uint8)
+    for key in jax.random.split(KEY, steps):
+        mlp.loss(None, (images, labels), key, input_noise=sigma)
+    z = np.stack(seen)  # (steps, batch, pixels)
+    assert z.shape == (steps, batch, dim)
+
+    n = z.size
+    assert abs(z.mean()) < 5 * sigma / math.sqrt(n)
+    assert abs(z.var() - sigma**2) < 5 * sigma**2 * math.sqrt(2 / n)
+
+    def corr(a: np.ndarray, b: np.ndarray) -> tuple[float, int]:
+        a, b = a.ravel() - a.mean(), b.ravel() - b.mean()
+        return float(a @ b / math.sqrt((a @ a) * (b @ b))), a.size
+
+    for t in range(steps - 1):  # step t against step t + 1, pixel by pixel
+        r, m = corr(z[t], z[t + 1])
+        assert abs(r) < 5 / math.sqrt(m), (t, r)
+    for a, b in [(z[..., :-1], z[..., 1:]),  # neighbouring pixels of one image
+                 (z[..., :-28], z[..., 28:]),  # the pixel below
+                 (z[:, :-1], z[:, 1:])]:  # the same pixel of the next image in the batch
+        r, m = corr(a, b)
+        assert abs(r) < 5 / math.sqrt(m), r
+    # no pixel has an offset of its own: each of the 784 pixel means over its 800 draws within 5.5 standard
+    # errors (Bonferroni: the chance that any of 784 exceeds it by chance is 784 · 2Φ(−5.5) ≈ 3e-5)
+    assert np.all(np.abs(z.mean(axis=(0, 1))) < 5.5 * sigma / math.sqrt(steps * batch))
