@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import struct
 import zlib
 from collections.abc import Callable
@@ -10,7 +11,11 @@ from typing import Any
 
 import pytest
 
+from optlab.core import compile_cache
 from optlab.results import SCHEMA_VERSION, figure_entry, figure_path, write_json
+
+# Tests compile from scratch and leave the user's cache alone (tests/test_compile_cache.py turns it on itself).
+os.environ.setdefault(compile_cache.OFF_ENV, "1")
 
 _TOP_LEVEL = {"schema_version", "run_id", "status", "experiment", "environment", "history",
               "summary", "analysis", "figures", "sweep_id"}
