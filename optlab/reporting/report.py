@@ -30,7 +30,8 @@ from optlab.reporting.compare import RUN_SPECIFIC_KEYS, Row, Run, Skipped
 from optlab.reporting.tables import markdown_table, md_text, table_cells
 from optlab.results import figures_of, write_atomic
 
-_MIME = {".png": "image/png", ".svg": "image/svg+xml", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
+_MIME = {".png": "image/png", ".gif": "image/gif", ".svg": "image/svg+xml", ".jpg": "image/jpeg",
+         ".jpeg": "image/jpeg"}
 
 
 class FigureFile(NamedTuple):
