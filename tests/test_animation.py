@@ -142,6 +142,20 @@ def test_report_embeds_the_race_gif_and_markdown_links_it(tmp_path: Path, write_
     assert "(report-figures/tiny-race.gif)" in (tmp_path / "report.md").read_text()
 
 
+def test_compare_races_at_most_max_racers_and_says_so(tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(tiny_experiment, "MAX_RACERS", 2)
+    lines = [(f"r{i}", tiny_record((-2.0 + i, 2.0), (1.2, 1.2), 2)) for i in range(3)]
+    written = dict((p.name, c) for p, c in tiny_experiment.overlays(lines, tmp_path / "tiny"))
+    assert "the first 2 of the 3 runs" in written["tiny-race.gif"]
+    assert "3 trajectories" in written["tiny-landscape.png"]  # the still picture keeps them all
+    sc = layout([Racer(n, np.array(r["history"]["params"]), np.array(r["history"]["loss"])) for n, r in lines[:2]],
+                title="tiny")
+    frame = frames_of(tmp_path / "tiny-race.gif")[0]
+    assert near(pixel(frame, sc.landscape, (-2.0, 2.0)), ORANGE)
+    assert near(pixel(frame, sc.landscape, (-1.0, 2.0)), GREEN)
+    assert not near(pixel(frame, sc.landscape, (0.0, 2.0)), (214, 39, 40))  # no third (red) marker
+
+
 @pytest.mark.parametrize("how", [["--animate"], ["--set", "animate=true"]])
 def test_a_sweep_refuses_animate_in_one_line(tmp_path: Path, how):
     result = invoke("sweep", "tiny", "--lr", "0.1,0.2", "--steps", "3", *how, "--out", tmp_path)
