@@ -163,4 +163,5 @@ def test_a_sweep_refuses_animate_in_one_line(tmp_path: Path, how):
     if how == ["--animate"]:
         assert "No such option" in result.output  # `optlab sweep` does not offer it
     else:
-        assert "animate is for single runs" in result.output
+        assert "animate is for single runs" in result.output and len(result.output.strip().splitlines()) == 1
+        assert not list(tmp_path.rglob("*.gif"))
