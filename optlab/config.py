@@ -214,6 +214,8 @@ class RunConfig:
     # the tiny 2-weight problem
     steps: int = setting(100, count(100_000), "number of updates", "INT", grid="ints")
     start: tuple[float, float] = setting((0.5, 1.5), start_point, "starting point W1,W2", "W1,W2", grid="lists")
+    animate: bool = setting(False, boolean, "also write trajectory.gif: the iterate moving over the landscape, the "
+                            "loss curve filling in (a few seconds more; single runs only)", commands=("run",))
     # networks trained on a dataset
     epochs: int = setting(50, count(100_000), "passes over the training set", "INT", grid="ints")
     batch_size: int = setting(100, count(10_000_000), "minibatch size", "INT", grid="ints")

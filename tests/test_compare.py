@@ -278,15 +278,16 @@ def test_figures_per_experiment_exist(results: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     json.loads(result.stdout)  # the figure note goes to stderr, stdout stays pipeable
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["mnist-loss.png", "mnist-test_error.png", "tiny-landscape.png", "tiny-loss.png"]
-    assert all(p.read_bytes()[:8] == PNG for p in out.iterdir())
+    assert names == ["mnist-loss.png", "mnist-test_error.png", "tiny-landscape.png", "tiny-loss.png", "tiny-race.gif"]
+    assert all(p.read_bytes()[:8] == PNG or p.read_bytes()[:6] == b"GIF89a" for p in out.iterdir())
     assert (results / "compare").exists() is False
 
 
 def test_default_figure_folder_is_results_compare(results: Path) -> None:
     result = invoke("compare", results, "--where", "experiment=tiny", "--group-by-seed")
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in (results / "compare").iterdir()) == ["tiny-landscape.png", "tiny-loss.png"]
+    assert sorted(p.name for p in (results / "compare").iterdir()) == ["tiny-landscape.png", "tiny-loss.png",
+                                                                              "tiny-race.gif"]
 
 
 def test_curves_never_mix_experiments_and_groups_draw_mean_and_band(results: Path, tmp_path: Path,

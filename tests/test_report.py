@@ -23,8 +23,9 @@ from optlab.cli import app
 from optlab.errors import ConfigError
 
 PNG = b"\x89PNG\r\n\x1a\n"
-# What the page draws: 4 overlays (tiny loss + landscape, mnist loss + test error) + each run's own loss.png.
-OVERLAYS = ["mnist-loss.png", "mnist-test_error.png", "tiny-landscape.png", "tiny-loss.png"]
+GIF = b"GIF89a"
+# What the page draws: 5 overlays (tiny loss + landscape + the race GIF, mnist loss + test error) + each run's loss.png.
+OVERLAYS = ["mnist-loss.png", "mnist-test_error.png", "tiny-landscape.png", "tiny-loss.png", "tiny-race.gif"]
 RUN_IDS = ["mnist-adam-s0", "tiny-adam-s0", "tiny-gd-s0", "tiny-gd-s1"]
 
 
@@ -45,7 +46,7 @@ def invoke(*args):
 
 
 def data_uris(page: str) -> list[bytes]:
-    return [base64.b64decode(m) for m in re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)]
+    return [base64.b64decode(m) for m in re.findall(r'src="data:image/(?:png|gif);base64,([A-Za-z0-9+/=]+)"', page)]
 
 
 def test_report_is_one_self_contained_page_with_every_figure(results: Path) -> None:
@@ -56,7 +57,7 @@ def test_report_is_one_self_contained_page_with_every_figure(results: Path) -> N
     page = page_path.read_text()
     images = data_uris(page)
     assert len(images) == page.count("<img") == len(OVERLAYS) + len(RUN_IDS)
-    assert all(img.startswith(PNG) for img in images)
+    assert all(img.startswith(PNG) or img.startswith(GIF) for img in images)
     # nothing to fetch: no external source, stylesheet or script
     assert not re.search(r'(src|href)="(?!data:)', page) and "<script" not in page and "<link" not in page
     body = page[page.index("<tbody>"):page.index("</tbody>")]
@@ -95,7 +96,7 @@ def test_missing_run_figure_is_a_note_not_a_broken_image(results: Path) -> None:
     (results / "a" / "tiny-gd-s1" / "loss.png").unlink()
     assert invoke("report", results, "--where", "experiment=tiny").exit_code == 0
     page = (results / "report.html").read_text()
-    assert page.count("<img") == 2 + 2  # tiny overlays + the two runs that still have their figure
+    assert page.count("<img") == 3 + 2  # tiny overlays + the two runs that still have their figure
     assert "figure loss is missing from the run folder" in page
 
 
@@ -105,7 +106,7 @@ def test_a_schema_1_run_and_a_schema_2_run_are_reported_side_by_side_each_under_
     new = write_run(tmp_path, run_id="new-s1", seed=1)
     assert invoke("report", tmp_path).exit_code == 0
     page, text = (tmp_path / "report.html").read_text(), (tmp_path / "report.md").read_text()
-    assert page.count("<img") == 2 + 2  # the tiny overlays of both runs, and each run's own figure
+    assert page.count("<img") == 3 + 2  # the tiny overlays of both runs, and each run's own figure
     assert (new / "loss.png").read_bytes() in data_uris(page)
     # schema 2: the entry's caption; schema 1 has none, so the figure's name
     assert "<figcaption>new-s1: the loss per step, a fixture</figcaption>" in page

@@ -26,6 +26,7 @@ from optlab.problems import tiny
 CONVERGED_GRAD_NORM = 1e-6
 DIVERGED_FACTOR = 1e8  # a loss this many times the starting loss has blown up, finite or not
 OSCILLATION_WINDOW = 10  # updates inspected at the end of a run for a back-and-forth bounce
+MAX_RACERS = 20  # runs raced in compare's GIF: each costs its share of every frame (100 runs: 17 s, 4 MB)
 
 
 def prepare(cfg):
@@ -182,6 +183,7 @@ def _figures(run_dir, cfg, points: np.ndarray, losses: np.ndarray) -> dict[str, 
         xlabel="step", ylabel=f"C − C* (C* = {tiny.MINIMUM_LOSS:.4f})", title="distance to the minimum loss",
     )
     steps, (w1, w2) = len(losses) - 1, points[0]
+    animated = {"trajectory": _animation(run_dir, label, points, losses)} if cfg.animate else {}
     return {
         "landscape": results.figure_entry(
             "landscape.png", f"the loss surface C(w1, w2) and {label}'s path over {steps} steps from ({w1:g}, {w2:g})",
@@ -189,7 +191,19 @@ def _figures(run_dir, cfg, points: np.ndarray, losses: np.ndarray) -> dict[str, 
         "loss": results.figure_entry(
             "loss.png", f"C − C* per step on a log axis ({steps} steps of {label}): a straight line is linear "
             "convergence, a plunge to machine precision quadratic", steps=steps),
+        **animated,
     }
+
+
+def _animation(run_dir, label: str, points: np.ndarray, losses: np.ndarray) -> dict:
+    """--animate: trajectory.gif, the iterate moving over the landscape while C − C* fills in beside it."""
+    steps = len(losses) - 1
+    shown = plots.race(run_dir / "trajectory.gif", tiny.loss_grid, [plots.Racer(label, points, losses)],
+                       tiny.CRITICAL_POINTS, minimum_loss=tiny.MINIMUM_LOSS, title=label)
+    every = "every step" if shown["frames"] == steps + 1 else f"{shown['frames']} of the {steps + 1} iterates"
+    return results.figure_entry(
+        "trajectory.gif", f"{label} moving over the loss surface, C − C* filling in beside it ({every}, "
+        f"first and last included)", steps=steps, frames=shown["frames"], fps=shown["fps"])
 
 
 def _singular_hessian_notes(opt_state, points: np.ndarray) -> list[str]:
@@ -208,6 +222,11 @@ def _singular_hessian_notes(opt_state, points: np.ndarray) -> list[str]:
 
 
 def _sweep_program(cfg, cache: dict) -> SweepProgram:
+    if cfg.animate:
+        from optlab.errors import ConfigError
+
+        raise ConfigError("animate is for single runs (a GIF per configuration costs more than the sweep): race "
+                          "the sweep's runs with `optlab compare`, or animate one with `optlab run tiny --animate`")
     prepare(cfg)
     return SweepProgram(run_lanes, LANE_BYTES)
 
@@ -242,18 +261,29 @@ def summary_line(record: dict) -> str:
 
 
 def overlays(lines: Sequence[tuple[str, dict]], stem: Path) -> list[tuple[Path, str]]:
-    """Every trajectory on one contour plot of the landscape."""
-    trajectories = []
+    """Every trajectory on one contour plot of the landscape, and all of them racing over it in one GIF."""
+    trajectories, losses = [], []
     for label, record in lines:
         params = record["history"].get("params") or []
         points = np.array([[np.nan if v is None else v for v in (p or (None, None))] for p in params], dtype=float)
         if points.ndim == 2 and points.shape[1] == 2 and len(points):
             trajectories.append((label, points))
+            loss = record["history"].get("loss")
+            losses.append(np.array([np.nan if v is None else v for v in loss], dtype=float)
+                          if isinstance(loss, list) else None)
     if not trajectories:
         return []
     path = stem.with_name(stem.name + "-landscape.png")
     plots.landscape(path, tiny.loss_grid, trajectories, tiny.CRITICAL_POINTS, title="tiny: trajectories")
-    return [(path, f"tiny: {len(trajectories)} trajectories on the loss landscape")]
+    race = stem.with_name(stem.name + "-race.gif")
+    racers = [plots.Racer(label, points, loss) for (label, points), loss in zip(trajectories, losses)]
+    shown = plots.race(race, tiny.loss_grid, racers[:MAX_RACERS], tiny.CRITICAL_POINTS,
+                       minimum_loss=tiny.MINIMUM_LOSS, title="tiny")
+    who = (f"the {len(racers)} runs" if len(racers) <= MAX_RACERS else
+           f"the first {MAX_RACERS} of the {len(racers)} runs (in the table's order: --sort and --where choose)")
+    return [(path, f"tiny: {len(trajectories)} trajectories on the loss landscape"),
+            (race, f"tiny: {who} racing over the loss landscape, one marker each "
+                   f"({shown['frames']} frames at {shown['fps']} per second)")]
 
 
 SWEEPING = Sweeping(_sweep_program, units=lambda cfg: 1, array_keys=("lr", "momentum", "grad_noise", "seed"),
@@ -264,7 +294,7 @@ EXPERIMENTS.register(
     "the lecture's 2-weight model C = (w1·w2 − 1.5)² + 0.04(w1² + w2²): landscape and trajectory",
     Experiment(
         prepare=prepare,
-        fields=("steps", "start"),
+        fields=("steps", "start", "animate"),
         default_lrs={"gd": 0.25, "momentum": 0.05, "nesterov": 0.05, "adagrad": 0.5, "rmsprop": 0.05, "adam": 0.1},
         sweep=SWEEPING,
         metrics=("final_loss",),

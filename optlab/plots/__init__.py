@@ -18,6 +18,7 @@ from typing import Any
 
 _HOME = {
     "DPI": "_base", "Curve": "_base",
+    "Racer": "animation", "frame_steps": "animation", "race": "animation",
     "bifurcation": "dynamics", "phase_diagram": "dynamics",
     "edge_of_stability": "analysis", "heatmap": "analysis", "signals": "analysis", "spectral_density": "analysis",
     "curves": "training", "landscape": "training", "learning_curves": "training", "sparsity": "training",

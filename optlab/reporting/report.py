@@ -7,7 +7,8 @@ draw their mean with a mean ± std band.
 
 `write_report` puts the compare table, those overlays and each run's own figures (grouped by
 experiment) on one HTML page whose images are base64 data URIs, so the page opens anywhere,
-offline, as a single file; the Markdown twin beside it links the same PNGs by relative path.
+offline, as a single file (GIFs too: data:image/gif); the Markdown twin beside it links the same files by
+relative path.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ from optlab.reporting.compare import RUN_SPECIFIC_KEYS, Row, Run, Skipped
 from optlab.reporting.tables import markdown_table, md_text, table_cells
 from optlab.results import figures_of, write_atomic
 
-_MIME = {".png": "image/png", ".svg": "image/svg+xml", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
+_MIME = {".png": "image/png", ".gif": "image/gif", ".svg": "image/svg+xml", ".jpg": "image/jpeg",
+         ".jpeg": "image/jpeg"}
 
 
 class FigureFile(NamedTuple):
