@@ -39,8 +39,11 @@ def run(cfg: RunConfig, quiet: bool = False, overwrite: bool = False, bar: Progr
     job = experiment.prepare(cfg)
     name = f"{cfg.experiment}-{cfg.optimizer}" if experiment.trains else cfg.experiment
     run_id = Path(cfg.run_dir).name if cfg.run_dir else results.new_run_id(name)
-    run_dir = results.create_run_dir(Path(cfg.run_dir) if cfg.run_dir else Path(cfg.out) / run_id, overwrite)
-    record = RunRecord.create(run_dir, cfg, run_id)
+    # A signal while the folder and its first record are made is noted, not raised half-way (which could
+    # leave a folder without metrics.json); _execute's first safe point then records the run interrupted.
+    with interrupts.deferred():
+        run_dir = results.create_run_dir(Path(cfg.run_dir) if cfg.run_dir else Path(cfg.out) / run_id, overwrite)
+        record = RunRecord.create(run_dir, cfg, run_id)
     return _execute(job, record, bar or progress.for_terminal(quiet), resume=False)
 
 
@@ -102,6 +105,7 @@ def _execute(job, record: RunRecord, bar: Progress, resume: bool) -> RunOutcome:
     received: list[int] = []  # bound even if the signal comes before the `with`
     try:
         with _sigterm_as_keyboard_interrupt() as received:
+            interrupts.check()  # a signal that came while the folder was made
             outcome = job(RunContext(run_dir, bar, save_progress, save_checkpoint, previous))
             interrupts.check()  # the signal JAX swallowed; and the final writes stay inside the try
             record.finish(outcome)
