@@ -199,8 +199,7 @@ EXPERIMENTS.register(
     "the tiny model's attractor against the step size η: period doubling at 2/λmax, chaos, divergence",
     Experiment(
         prepare=prepare,
-        fields=("optimizer", "momentum", "damping", "line_search", "cg_iters", "steps", "start",
-                "lr_min", "lr_max", "lr_count"),
+        fields=tiny_experiment.GRID_FIELDS,
         defaults={"optimizer": "gd", "lr_min": 0.2, "lr_max": 0.7, "lr_count": 1000, "steps": 5000},
         check=check,
         trains=False,

@@ -223,8 +223,7 @@ EXPERIMENTS.register(
     "the tiny model's final loss over an (η, hyperparameter) grid, e.g. momentum's, with the local stability boundary",
     Experiment(
         prepare=prepare,
-        fields=("optimizer", "momentum", "damping", "line_search", "cg_iters", "steps", "start",
-                "lr_min", "lr_max", "lr_count", "hparam", "hparam_min", "hparam_max", "hparam_count"),
+        fields=tiny_experiment.GRID_FIELDS + ("hparam", "hparam_min", "hparam_max", "hparam_count"),
         defaults={"optimizer": "momentum", "hparam": "momentum", "lr_min": 0.005, "lr_max": 0.8, "lr_count": 160,
                   "hparam_min": 0.0, "hparam_max": 0.99, "hparam_count": 100, "steps": 300},
         check=check,

@@ -289,6 +289,11 @@ def overlays(lines: Sequence[tuple[str, dict]], stem: Path) -> list[tuple[Path, 
 SWEEPING = Sweeping(_sweep_program, units=lambda cfg: 1, array_keys=("lr", "momentum", "grad_noise", "seed"),
                     presence_keys=("grad_noise",))
 
+# The settings of the experiments that run the tiny model over a grid of step sizes (bifurcation,
+# phase-diagram): an optimizer and its own settings, the run's length and start, and the grid.
+GRID_FIELDS = ("optimizer", "momentum", "damping", "line_search", "cg_iters", "steps", "start",
+               "lr_min", "lr_max", "lr_count")
+
 EXPERIMENTS.register(
     "tiny",
     "the lecture's 2-weight model C = (w1·w2 − 1.5)² + 0.04(w1² + w2²): landscape and trajectory",
