@@ -22,6 +22,7 @@ import optlab.runs
 from optlab.cli import app
 from optlab.errors import ConfigError
 from optlab.reporting import lecture
+from optlab.results import figure_entry
 
 REPO_EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 ORDER = ["landscape", "gd-slow", "gd-bounce", "newton", "momentum", "noisy-momentum", "adam", "bifurcation",
@@ -85,7 +86,9 @@ def fake_runner(monkeypatch, write_run):
         calls.append(path.stem)
         if path.stem == "bifurcation-gd":
             raise ConfigError(f"{path}: --lr-min 0.5 must be below --lr-max 0.2")
-        extra = {"optimizer": "<b>adam</b>", "lr": 0.1} if path.stem == "tiny-adam" else {}
+        extra = {"optimizer": "<b>adam</b>", "lr": 0.1, "figures": {
+            "loss": figure_entry("loss.png", "the loss"), "trajectory": figure_entry("trajectory.gif", "racing")}
+        } if path.stem == "tiny-adam" else {}
         folder = write_run(results_root, run_id=path.stem, **extra)
         return type("Outcome", (), {"run_dir": folder, "status": "completed"})()
 
@@ -118,6 +121,10 @@ def test_page_holds_the_sections_in_order_and_says_what_could_not_be_measured(tm
     assert "not measured: bifurcation-gd.toml failed (" in bounce and "must be below --lr-max 0.2)" in bounce
     assert measured_line(page, "momentum") == "optlab measured: not measured: tiny-momentum.toml is not in " \
                                               f"{folder}."
+    adam = page.split('<section id="adam">')[1].split("</section>")[0]  # every figure the run lists, once
+    assert re.findall(r"<figcaption>([^<]+)</figcaption>", adam) == ["tiny-adam: the loss", "tiny-adam: racing"]
+    assert "tiny-adam lists no landscape figure in its metrics.json" in adam
+    assert page.count("<figcaption>tiny-adam: racing</figcaption>") == 1
     assert "<b>adam</b>" not in page and "&lt;b&gt;adam&lt;/b&gt; η=0.1" in page  # escaped, as report.py does
     md = (out / "report.md").read_text()
     assert md.index("### The landscape") < md.index("### Adam") < md.index("### Exploding and vanishing signals")

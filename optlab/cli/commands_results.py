@@ -155,7 +155,8 @@ def _write(rows, skipped, html_path: Path, source: str) -> tuple[Path, Path]:
 def reproduce(
     target: Annotated[Target, typer.Argument(help="What to re-create: the lecture, section by section.")],
     experiments: Annotated[Path, typer.Option(
-        "--experiments", metavar="DIR", help="Folder of experiment files; each *.toml in it is run.")
+        "--experiments", metavar="DIR",
+        help="Folder of experiment files; each *.toml in it is run (with --only, those of the chosen parts).")
     ] = Path("experiments"),
     out: Annotated[Path, typer.Option(
         "--out", metavar="DIR", help="Results folder for all the runs and the report.")] = Path("results/lecture"),

@@ -345,9 +345,11 @@ def signals_forward(runs: Runs) -> str:
 
 
 def signals_depth(runs: Runs) -> str:
-    ratios = ", ".join(f"{line['init']}×{line['init_scale']:g} {line['activation_std_last_over_first']:.3g}× "
-                       f"forward, {line['grad_norm_first_over_last']:.3g}× backward" for line in signal_lines(runs))
-    return f"From the first hidden layer to the last: {ratios}."
+    depth = int(runs.number(SIGNALS, "summary.depth"))
+    ratios = "; ".join(f"{line['init']}×{line['init_scale']:g} {line['activation_std_last_over_first']:.3g} and "
+                       f"{line['grad_norm_first_over_last']:.3g}" for line in signal_lines(runs))
+    return (f"Across the {depth} hidden layers (activation std, last layer over first; gradient norm, first "
+            f"over last): {ratios}.")
 
 
 # ----------------------------------------------------------------------------- the lecture

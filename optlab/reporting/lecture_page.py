@@ -74,7 +74,9 @@ def write_lecture(runs: Mapping[str, Run], problems: Mapping[str, str], rows: Se
     html_path.parent.mkdir(parents=True, exist_ok=True)
     measured = lecture.Runs({stem: run.record for stem, run in runs.items()}, problems)
     folder = html_path.parent / f"{html_path.stem}-figures"
-    blocks = [_block(s, runs, measured, folder) for s in lecture.sections(only)]
+    chosen = lecture.sections(only)
+    extra = _unshown(chosen, runs)
+    blocks = [_block(s, runs, measured, folder, extra.get(s.key, [])) for s in chosen]
     read = set(lecture.files(lecture.SECTIONS))
     further = [] if only else [(stem, run) for stem, run in runs.items() if stem not in read]
     meta = (f"{len(runs)} run{'s' * (len(runs) != 1)}, written {time.strftime('%Y-%m-%d %H:%M')}"
@@ -84,9 +86,22 @@ def write_lecture(runs: Mapping[str, Run], problems: Mapping[str, str], rows: Se
     return html_path, md_path
 
 
-def _block(section: lecture.Section, runs: Mapping[str, Run], measured: lecture.Runs, folder: Path) -> Block:
-    # a stem without a run is said once, in the measured sentences; only its figures' absence is not repeated
-    figures = [_figure(runs[stem], name) for stem, name in section.figures if stem in runs]
+def _unshown(chosen: Sequence[lecture.Section], runs: Mapping[str, Run]) -> dict[str, list[tuple[str, str]]]:
+    """A run's figures that no section names (an --animate GIF, --analyze's curvature), by the key of the
+    first section that reads that run first: every figure a run lists is on the page once."""
+    shown = {pair for s in chosen for pair in s.figures}
+    out: dict[str, list[tuple[str, str]]] = {}
+    for stem in dict.fromkeys(s.files[0] for s in chosen):
+        home = next(s for s in chosen if s.files[0] == stem)
+        if stem in runs:
+            out[home.key] = [(stem, f.name) for f in run_figures([runs[stem]]) if (stem, f.name) not in shown]
+    return out
+
+
+def _block(section: lecture.Section, runs: Mapping[str, Run], measured: lecture.Runs, folder: Path,
+           extra: Sequence[tuple[str, str]]) -> Block:
+    # a stem without a run is said once, in the measured sentences; its figures' absence is not repeated
+    figures = [_figure(runs[stem], name) for stem, name in (*section.figures, *extra) if stem in runs]
     overlaid = [runs[stem] for stem in section.overlay if stem in runs]
     if overlaid:
         drawn: list[FigureFile] = compare_figures(make_rows(overlaid), folder / _slug(section.key))
