@@ -57,6 +57,15 @@ def test_sections_follow_the_lecture_and_name_the_repository_experiment_files() 
         "tiny-newton-saddle", "tiny-saddle-free-newton", "tiny-newton", "signals"]
 
 
+def test_the_signals_experiment_file_is_the_lecture_s_grid() -> None:
+    from optlab import config
+    from optlab.runs.resolve import resolve
+
+    cfg = resolve([config.read_toml(REPO_EXPERIMENTS / "signals.toml")])
+    assert (cfg.experiment, cfg.depth, cfg.width) == ("signals", tuple(range(2, 21)), 256)
+    assert (cfg.init, cfg.init_scale) == (("glorot", "he", "normal"), (0.5, 1.0, 2.0))
+
+
 def test_a_missing_key_or_run_is_a_not_measured_sentence() -> None:
     record = {"status": "completed", "analysis": {"critical_point": "minimum", "hessian_eigenvalues": [5.84, 0.16]},
               "summary": {"final_loss": 0.1184}}

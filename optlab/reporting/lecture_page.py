@@ -39,7 +39,7 @@ from optlab.results import write_atomic
 
 TITLE = "The lecture, reproduced by optlab"
 _LECTURE_CSS = (".claim{font-size:1.05rem}.measured{background:#f4f8f4;border-left:3px solid #070;padding:.3rem .6rem}"
-                ".measured .missing{color:#a33}")
+                ".measured .missing{color:#a33}section figure{max-width:calc(50% - 1rem)}")
 
 
 @dataclass(frozen=True)
