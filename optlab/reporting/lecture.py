@@ -16,69 +16,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
+
+from optlab.reporting.readings import NotMeasured, Runs, coordinate, finite, fmt, pct
+
+__all__ = ["NotMeasured", "PARTS", "Runs", "SECTIONS", "Section", "files", "fmt", "measured", "pct", "sections"]
 
 CONVERGED_GRAD = 1e-8  # |∇C| below this counts as "at machine precision" for Newton's step count
 ADAM_CLOSE = 1e-3  # C − C* below this counts as "at the minimum" for Adam's step count
 TAIL = 20  # the last steps over which the noisy run's jitter is measured
-
-
-class NotMeasured(Exception):
-    """A measure could not read its number: the run is missing or failed, or a key is absent."""
-
-
-def fmt(x: float) -> str:
-    """How the page prints a measured number: 4 significant digits (0.342466 -> "0.3425")."""
-    return f"{x:.4g}"
-
-
-def pct(x: float) -> str:
-    """A fraction as a percentage with two decimals (0.01234 -> "1.23%")."""
-    return f"{100 * x:.2f}%"
-
-
-@dataclass
-class Runs:
-    """The runs of one reproduction by experiment-file stem, and why a stem has none."""
-
-    records: Mapping[str, Mapping[str, Any]]
-    problems: Mapping[str, str] = field(default_factory=dict)
-
-    def record(self, stem: str) -> Mapping[str, Any]:
-        """The completed run of `stem`.toml; NotMeasured saying why there is none."""
-        if stem not in self.records:
-            raise NotMeasured(self.problems.get(stem) or f"{stem}.toml was not run")
-        record = self.records[stem]
-        if record.get("status") != "completed":
-            raise NotMeasured(f"the run of {stem}.toml ended {record.get('status')}")
-        return record
-
-    def get(self, stem: str, key: str) -> Any:
-        """A value of the run's metrics.json by dotted key ("analysis.critical_point")."""
-        value: Any = self.record(stem)
-        for part in key.split("."):
-            if not isinstance(value, Mapping) or value.get(part) is None:
-                raise NotMeasured(f"the run of {stem}.toml has no {key} in its metrics.json")
-            value = value[part]
-        return value
-
-    def number(self, stem: str, key: str) -> float:
-        """A finite number of the run's metrics.json."""
-        return _finite(self.get(stem, key), stem, key)
-
-    def numbers(self, stem: str, key: str) -> list[float]:
-        """A list of finite numbers (a history or a list of eigenvalues); None entries are refused."""
-        values = self.get(stem, key)
-        if not isinstance(values, list) or not values:
-            raise NotMeasured(f"the run of {stem}.toml has no list {key} in its metrics.json")
-        return [_finite(v, stem, key) for v in values]
-
-
-def _finite(value: Any, stem: str, key: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise NotMeasured(f"the run of {stem}.toml has no finite number at {key} (found {value!r})")
-    return float(value)
 
 
 Measure = Callable[[Runs], str]
@@ -127,17 +74,12 @@ def end_point(runs: Runs, stem: str) -> str:
     last = runs.get(stem, "history.params")[-1]
     if not isinstance(last, list) or len(last) != 2:
         raise NotMeasured(f"the run of {stem}.toml has no 2-weight point in history.params")
-    w1, w2 = (_finite(v, stem, "history.params") for v in last)
+    w1, w2 = (finite(v, stem, "history.params") for v in last)
     return f"({coordinate(w1)}, {coordinate(w2)})"
 
 
-def coordinate(x: float) -> str:
-    """A weight as the page prints it: fmt, but 0 for |x| < 1e-12 (Newton lands on the saddle at 1e-260)."""
-    return "0" if abs(x) < 1e-12 else fmt(x)
-
-
 def start_point(runs: Runs, stem: str) -> str:
-    w1, w2 = (_finite(v, stem, "config.start") for v in runs.get(stem, "config.start"))
+    w1, w2 = (finite(v, stem, "config.start") for v in runs.get(stem, "config.start"))
     return f"({w1:g}, {w2:g})"
 
 
