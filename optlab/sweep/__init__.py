@@ -19,10 +19,30 @@ are optlab.sweep.summary's.
 
 Modules: grid (the settings' alternatives and every configuration), plan (groups into compiled
 programs and memory-sized chunks), execute (folders, training, summaries), summary (the sweep's
-summary files, heat-map and best configuration).
+summary files, heat-map and best configuration); sources (the first argument, and Python keywords),
+call (`optlab.sweep(...)` from Python: the package is callable, see `_Package`).
 """
+
+import sys
+import types
+from typing import Any
 
 from optlab.sweep.execute import Outcome, run
 from optlab.sweep.grid import Sweep, build
 
+
+class _Package(types.ModuleType):
+    """`optlab.sweep("tiny", lr=[0.1, 0.2])` runs a sweep (optlab.sweep.call.sweep, which see).
+
+    The Python API's name is this package's: once `optlab.sweep` is imported, Python sets the attribute
+    `sweep` of `optlab` to it, so the package itself is what a user calls.
+    """
+
+    def __call__(self, target: Any, /, **settings: Any) -> Any:
+        from optlab.sweep.call import sweep
+
+        return sweep(target, **settings)
+
+
+sys.modules[__name__].__class__ = _Package
 __all__ = ["Outcome", "Sweep", "build", "run"]
