@@ -100,6 +100,7 @@ def test_a_flag_spelling_names_the_keyword(tmp_path):
 # ---------------------------------------------------------------------------- sweep
 
 
+@pytest.mark.slow  # two sweeps and their figures: ~10 s on a loaded 2-core machine
 def test_sweep_writes_what_the_cli_sweep_writes(tmp_path, capfd):
     capfd.readouterr()
     s = optlab.sweep("tiny", lr=[0.1, 0.3], seed=range(1), steps=12, out=tmp_path / "api", best="final_loss")
