@@ -18,11 +18,15 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from optlab.results import read_metrics
 from optlab.runs.folder import Run, load
+
+if TYPE_CHECKING:
+    import pandas
+
+    from optlab.sweep.call import SweepResult
 
 __all__ = ["Run", "compare", "load", "run", "sweep"]
 
@@ -45,18 +49,18 @@ def run(target: str | os.PathLike, *, progress: bool = False, overwrite: bool = 
 
 
 def sweep(target: str | os.PathLike, *, best: str | None = None, chunk: int | None = None,
-          progress: bool = False, **settings: Any):
+          progress: bool = False, **settings: Any) -> SweepResult:
     """Train a grid as `optlab sweep` does; see optlab.sweep.call.sweep. Returns a SweepResult."""
     from optlab.sweep.call import sweep as run_sweep
 
     return run_sweep(target, best=best, chunk=chunk, progress=progress, **settings)
 
 
-def compare(paths: str | os.PathLike | Sequence[str | os.PathLike], *, group_by_seed: bool = False,
-            sort: str | None = None, descending: bool = False):
+def compare(paths: Any, *, group_by_seed: bool = False, sort: str | None = None,
+            descending: bool = False) -> list[dict[str, Any]] | pandas.DataFrame:
     """The rows `optlab compare PATHS --format json` prints: a pandas DataFrame if pandas imports, else dicts.
 
-    `paths`: results folders, run folders or Runs (every run folder below them is read). Each row is
+    `paths`: a folder, a Run or a SweepResult, or a list of them (every run folder below is read). Each row is
     the CLI's JSON record: run, path, experiment, optimizer, lr, lr_schedule, seed, status, the summary
     numbers and the run's config; with `group_by_seed=True`, one row per configuration whose numbers
     are {"mean", "std", "n"} over its seeds. Unreadable folders are skipped with a warning (the CLI's
@@ -66,9 +70,9 @@ def compare(paths: str | os.PathLike | Sequence[str | os.PathLike], *, group_by_
     from optlab.reporting import compare as cmp
     from optlab.reporting.tables import machine_record
 
-    if isinstance(paths, (str, os.PathLike, Run)):
+    if isinstance(paths, (str, os.PathLike)) or hasattr(paths, "path"):
         paths = [paths]
-    folders = [p.path if isinstance(p, Run) else os.fspath(p) for p in paths]
+    folders = [os.fspath(p.path if hasattr(p, "path") else p) for p in paths]
     if sort is not None:
         cmp.sort_column(sort)
     runs, skipped = cmp.load_runs(folders)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import doctest
 import json
+import math
 import re
 import subprocess
 import sys
@@ -65,6 +66,17 @@ def test_run_writes_what_the_cli_writes(tmp_path, capfd, settings, flags, status
     assert r.history["params"][0] == [0.5, 1.5] and len(r.history["loss"]) == len(theirs["history"]["loss"])
 
 
+def test_the_runs_notes_are_warnings_as_the_cli_prints_them(tmp_path):
+    a = math.sqrt(1.54)  # det H = 0 at (a, a): Newton says so (tests/test_tiny.py)
+    with pytest.warns(UserWarning) as caught:
+        r = optlab.run("tiny", optimizer="newton", steps=5, start=(a, a), run_dir=tmp_path / "api")
+    done = cli("run", "tiny", "--opt", "newton", "--steps", "5", f"--start={a!r},{a!r}", "--run-dir", tmp_path / "cli")
+    assert done.exit_code == 0, done.output
+    notes = [line.removeprefix("note: ") for line in done.stderr.splitlines() if line.startswith("note: ")]
+    assert [str(w.message) for w in caught] == list(r.notes) == notes
+    assert len(notes) == 1 and "singular at 1 step(s), first at step 0" in notes[0]
+
+
 def test_run_reads_an_experiment_file_and_keywords_win(tmp_path):
     file = Path(__file__).parents[1] / "experiments" / "tiny-gd-oscillates.toml"
     r = optlab.run(file, steps=12, run_dir=tmp_path / "osc")
@@ -122,6 +134,7 @@ def test_sweep_writes_what_the_cli_sweep_writes(tmp_path, capfd):
         assert {**run.config, "out": None} == {**cli_run["config"], "out": None}
     lowest = min(s.rows, key=lambda r: r["final_loss"])
     assert s.best().run_id == lowest["run_id"] == s.best("final_loss").run_id
+    assert optlab.compare(s) == optlab.compare(s.runs) == optlab.compare(s.path)  # no pandas here, or all frames
     mine, cli_best = (tomllib.loads((d / "best.toml").read_text()) for d in (s.path, Path(theirs[0]["path"]).parent))
     assert mine == cli_best and mine["lr"] == lowest["lr"]
 
@@ -138,6 +151,26 @@ def test_a_refused_sweep_raises_the_cli_message_and_writes_nothing(tmp_path, set
     key, flag = next(iter(settings)), flags[0]
     assert str(caught.value) == line.replace(flag, f"{key}=")
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("settings, wanted", [
+    (dict(lr=[0.1, 0.2]), [("lr", 0.1), ("lr", 0.2)]),
+    (dict(lr=(0.1, 0.2)), [("lr", 0.1), ("lr", 0.2)]),
+    (dict(lr=np.array([0.1, 0.2])), [("lr", 0.1), ("lr", 0.2)]),
+    (dict(lr="0.1,0.2"), [("lr", 0.1), ("lr", 0.2)]),
+    (dict(lr=0.3), [("lr", 0.3)]),
+    (dict(seed=range(2, 5)), [("seed", 2), ("seed", 3), ("seed", 4)]),
+    (dict(seed=range(0, 5, 2)), [("seed", 0), ("seed", 2), ("seed", 4)]),
+    (dict(start=(0.2, 0.3)), [("start", (0.2, 0.3))]),
+    (dict(start=[(0, 0), [1, 2]]), [("start", (0.0, 0.0)), ("start", (1.0, 2.0))]),
+    (dict(out=Path("elsewhere")), [("out", "elsewhere")]),
+])
+def test_sweep_keywords_list_alternatives(settings, wanted):
+    from optlab.sweep import grid, sources
+
+    base, _ = sources.target_layers("tiny")
+    configs = grid.build(base, [sources.keyword_grid(settings)]).configs
+    assert [(k, getattr(cfg, k)) for cfg, (k, _) in zip(configs, wanted)] == wanted and len(configs) == len(wanted)
 
 
 def test_sweep_progress_lines_count_config_epochs_and_the_best(capsys):
@@ -256,6 +289,10 @@ def test_optlab_sweep_is_the_package_and_the_function():
     assert callable(optlab.sweep) and optlab.sweep.build is optlab.sweep.grid.build
     with pytest.raises(ConfigError, match="^lr= must be a positive finite number, got '0'$"):
         optlab.sweep("tiny", lr=0)
+    with pytest.raises(ConfigError, match="^lr= must be a positive finite number, got '-1'$"):
+        optlab.sweep("tiny", lr=(0.1, -1))  # a tuple lists alternatives of a one-number setting
+    with pytest.raises(ConfigError, match=r"^start= must be two finite numbers W1,W2 .*, got '\[1\]'$"):
+        optlab.sweep("tiny", start=[(0, 0), 1])  # and is one value of a tuple-valued one
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         optlab.nope  # noqa: B018
 

@@ -69,6 +69,9 @@ class Run:
         """The final parameters from params.npz, by key ("w", "layers/0/w", ...); read on each call."""
         return results.load_params(self.path)
 
+    def __hash__(self) -> int:  # equal runs have equal paths; metrics, a dict, cannot be hashed
+        return hash(self.path)
+
     def __repr__(self) -> str:
         numbers = [f"{k}={self.summary[k]:.4g}" for k in _SHOWN
                    if isinstance(self.summary.get(k), (int, float)) and not isinstance(self.summary.get(k), bool)]

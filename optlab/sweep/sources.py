@@ -36,22 +36,25 @@ def target_layers(target: str | os.PathLike) -> tuple[list[Layer], list[Layer]]:
 
 
 def keyword_grid(values: Mapping[str, Any]) -> Layer:
-    """Python keywords as a grid layer: a list (or any iterable but a str or tuple) lists alternatives.
+    """Python keywords as a grid layer: a list, tuple, range or array lists a setting's alternatives.
 
-    `lr=[0.1, 0.2]` and `lr="0.1,0.2"` (the command line's spelling) are two alternatives, `lr=0.1` one;
-    a tuple is one value of a tuple-valued setting (`hidden=(225, 225)`; `hidden=[(32,), (225, 225)]` two).
-    A range of step 1 is passed as "A..B", so that the grid counts it before expanding it
-    (`seed=range(10**12)` is refused at once, as `--seed 0..999999999999` is).
+    `lr=[0.1, 0.2]` and `lr="0.1,0.2"` (the command line's spelling) are two alternatives, `lr=0.1` one.
+    For a tuple-valued setting (hidden, start, depth, analyze) a tuple is one value: `hidden=(225, 225)`
+    is one network, `hidden=[(32,), (225, 225)]` two. A range of step 1 is passed as "A..B", so that the
+    grid counts it before expanding it (`seed=range(10**12)` is refused at once, as `--seed 0..999999999999`).
     """
     sources.check_names(values)
-    return Layer({key: _alternatives(value) for key, value in values.items()}, sources.KEYWORD)
+    return Layer({key: _alternatives(key, value) for key, value in values.items()}, sources.KEYWORD)
 
 
-def _alternatives(value: Any) -> Any:
+def _alternatives(key: str, value: Any) -> Any:
     if isinstance(value, range) and value.step == 1:
         return f"{value.start}..{value.stop - 1}"
     if isinstance(value, range) and len(value) > MAX_CONFIGS:
-        raise ConfigError(f"{value!r}: {len(value):,} values; a grid has at most {MAX_CONFIGS:,} configurations")
-    if isinstance(value, (str, tuple, Mapping, os.PathLike)) or not isinstance(value, Iterable):
+        raise ConfigError(f"{key}={value!r}: {len(value):,} values; a grid has at most {MAX_CONFIGS:,} configurations")
+    lists = key in config.SETTINGS and config.SETTINGS[key].grid == "lists"  # one value is itself a list
+    if lists and isinstance(value, tuple):
+        return [list(value)]
+    if isinstance(value, (str, Mapping, os.PathLike)) or not isinstance(value, Iterable):
         return sources.plain(value)
-    return [sources.plain(v) for v in value]
+    return [list(v) if lists and isinstance(v, tuple) else sources.plain(v) for v in value]
