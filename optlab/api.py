@@ -20,6 +20,7 @@ import os
 import warnings
 from typing import TYPE_CHECKING, Any
 
+from optlab.errors import ResultsError
 from optlab.results import read_metrics
 from optlab.runs.folder import Run, load
 
@@ -42,7 +43,12 @@ def run(target: str | os.PathLike, *, progress: bool = False, overwrite: bool = 
     from optlab.runs import resolve, runner, sources  # imports the experiments, and runner JAX: only now
 
     cfg = resolve.resolve([sources.target_layer(target), sources.keyword_layer(settings)])
-    outcome = runner.run(cfg, quiet=not progress, overwrite=overwrite)
+    try:
+        outcome = runner.run(cfg, quiet=not progress, overwrite=overwrite)
+    except ResultsError as e:  # the flag named as the keyword, as for every setting
+        if "(pass --overwrite" not in str(e):
+            raise
+        raise ResultsError(str(e).replace("(pass --overwrite", "(pass overwrite=True")) from None
     for note in outcome.notes:
         warnings.warn(note, stacklevel=2)
     return Run(outcome.run_dir, read_metrics(outcome.run_dir), tuple(outcome.notes))  # the file's dict, as written
@@ -66,7 +72,6 @@ def compare(paths: Any, *, group_by_seed: bool = False, sort: str | None = None,
     are {"mean", "std", "n"} over its seeds. Unreadable folders are skipped with a warning (the CLI's
     `skipped` line); no run at all raises ResultsError with the CLI's message.
     """
-    from optlab.errors import ResultsError
     from optlab.reporting import compare as cmp
     from optlab.reporting.tables import machine_record
 

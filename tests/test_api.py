@@ -101,6 +101,15 @@ def test_a_refused_run_raises_the_cli_message_and_writes_nothing(tmp_path, targe
     assert not any(tmp_path.iterdir())  # no folder, from either
 
 
+def test_an_existing_run_dir_is_refused_unless_overwrite(tmp_path, write_run):
+    folder = write_run(tmp_path, run_id="taken")
+    with pytest.raises(ResultsError) as caught:
+        optlab.run("tiny", run_dir=folder)
+    assert str(caught.value) == cli_error("run", "tiny", "--run-dir", folder).replace("--overwrite", "overwrite=True")
+    assert optlab.load(folder).config["lr"] == 0.25  # untouched
+    assert optlab.run("tiny", steps=3, run_dir=folder, overwrite=True).config["steps"] == 3
+
+
 def test_a_flag_spelling_names_the_keyword(tmp_path):
     with pytest.raises(ConfigError, match=r"^opt=: unknown setting 'opt'; the keyword is optimizer= \(--opt "):
         optlab.run("tiny", opt="adam", out=tmp_path)

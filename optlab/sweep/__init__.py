@@ -1,6 +1,7 @@
 """`optlab sweep`: a grid of configurations trained as few compiled programs as possible.
 
     optlab sweep mnist --opt adam --lr 1e-4,3e-4,1e-3 --seed 0..4
+    optlab.sweep("mnist", optimizer="adam", lr=[1e-4, 3e-4, 1e-3], seed=range(5))   # from Python
 
 Each setting takes a list ("1e-4,3e-4"; an integer range "0..4" is 0,1,2,3,4; list-valued
 settings such as --hidden separate their alternatives with ";": "32;225,225"), or the same
