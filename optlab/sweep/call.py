@@ -1,7 +1,7 @@
 """`optlab.sweep(...)` from Python: the same grid, programs and folders as `optlab sweep`, returned as objects.
 
     s = optlab.sweep("tiny", optimizer="gd", lr=[0.1, 0.2, 0.3], steps=50, out="results")
-    s.rows          # one dict per configuration, as summary.json holds them
+    s.rows          # one dict per configuration: varied settings, status, summary numbers, config, path
     s.best()        # the Run with the lowest final metric
 
 The `optlab.sweep` package is itself callable (see its __init__), so that `optlab.sweep(...)` works
@@ -56,7 +56,7 @@ def _check_metric(experiment: str, metric: str) -> None:
 
 @dataclass(frozen=True, repr=False)
 class SweepResult:
-    """A finished sweep: its folder, one row per configuration (summary.json's), and its runs."""
+    """A finished sweep: its folder, one row per configuration (summary.json's, plus config), and its runs."""
 
     path: Path | None  # None on a process that writes nothing (multi-host, rank > 0)
     experiment: str
