@@ -23,16 +23,16 @@ from optlab.errors import ConfigError
 from optlab.reporting import lecture
 from optlab.reporting.compare import Row, Run, Skipped, make_rows
 from optlab.reporting.report import (
-    _CSS,
+    CSS,
     FigureFile,
     RunFigure,
-    _encoded,
-    _html_table,
-    _img,
-    _meta,
-    _slug,
     compare_figures,
+    encoded,
+    html_table,
+    img_tag,
     run_figures,
+    run_meta,
+    slug,
 )
 from optlab.reporting.tables import markdown_table, md_text
 from optlab.results import write_atomic
@@ -81,8 +81,8 @@ def write_lecture(runs: Mapping[str, Run], problems: Mapping[str, str], rows: Se
     further = [] if only else [(stem, run) for stem, run in runs.items() if stem not in read]
     meta = (f"{len(runs)} run{'s' * (len(runs) != 1)}, written {time.strftime('%Y-%m-%d %H:%M')}"
             + (f", from {source}" if source else ""))
-    write_atomic(html_path, _encoded(_html(blocks, further, rows, skipped, meta)))
-    write_atomic(md_path, _encoded(_markdown(blocks, further, rows, skipped, meta, md_path.parent)))
+    write_atomic(html_path, encoded(_html(blocks, further, rows, skipped, meta)))
+    write_atomic(md_path, encoded(_markdown(blocks, further, rows, skipped, meta, md_path.parent)))
     return html_path, md_path
 
 
@@ -104,7 +104,7 @@ def _block(section: lecture.Section, runs: Mapping[str, Run], measured: lecture.
     figures = [_figure(runs[stem], name) for stem, name in (*section.figures, *extra) if stem in runs]
     overlaid = [runs[stem] for stem in section.overlay if stem in runs]
     if overlaid:
-        drawn: list[FigureFile] = compare_figures(make_rows(overlaid), folder / _slug(section.key))
+        drawn: list[FigureFile] = compare_figures(make_rows(overlaid), folder / slug(section.key))
         figures += [Figure(f.caption, f.path) for f in drawn]
     return Block(section, lecture.measured(section, measured), figures)
 
@@ -127,7 +127,7 @@ def _html(blocks: Sequence[Block], further: Sequence[tuple[str, Run]], rows: Seq
     e = html.escape
     parts = [f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{e(TITLE)}</title>',
              '<meta name="viewport" content="width=device-width,initial-scale=1">'
-             f"<style>{_CSS}{_LECTURE_CSS}</style></head><body>",
+             f"<style>{CSS}{_LECTURE_CSS}</style></head><body>",
              f"<h1>{e(TITLE)}</h1>", f'<p class="meta">{e(meta)}</p>', _contents(blocks, bool(further))]
     part = None
     for b in blocks:
@@ -138,16 +138,16 @@ def _html(blocks: Sequence[Block], further: Sequence[tuple[str, Run]], rows: Seq
         parts.append(f'<p class="claim"><b>The lecture:</b> {e(b.section.claim)}</p>')
         said = " ".join(e(text) if ok else f'<span class="missing">{e(text)}</span>' for ok, text in b.sentences)
         parts.append(f'<p class="measured"><b>optlab measured:</b> {said}</p>')
-        parts += [_img(f.file, f.caption) if f.file else f'<p class="missing">{e(f.caption)}</p>' for f in b.figures]
+        parts += [img_tag(f.file, f.caption) if f.file else f'<p class="missing">{e(f.caption)}</p>' for f in b.figures]
         parts.append("</section>")
     if further:
         parts.append('<h2 id="further">Further experiments</h2>')
         for stem, run in further:
-            parts.append(f"<h3>{e(stem)}.toml</h3><p class=\"meta\">{e(run.record['run_id'])} · {e(_meta(run))}</p>")
+            parts.append(f"<h3>{e(stem)}.toml</h3><p class=\"meta\">{e(run.record['run_id'])} · {e(run_meta(run))}</p>")
             for fig in run_figures([run]):
-                parts.append(_img(fig.file, fig.caption) if fig.file else
+                parts.append(img_tag(fig.file, fig.caption) if fig.file else
                              f'<p class="missing">figure {e(fig.name)} is missing from the run folder</p>')
-    parts += ['<h2 id="runs">Runs</h2>', _html_table(rows) if rows else '<p class="missing">no runs</p>']
+    parts += ['<h2 id="runs">Runs</h2>', html_table(rows) if rows else '<p class="missing">no runs</p>']
     if skipped:
         items = "".join(f"<li><code>{e(str(s.path))}</code>: {e(s.reason)}</li>" for s in skipped)
         parts.append(f'<h2>Skipped</h2><ul class="missing">{items}</ul>')
@@ -183,7 +183,7 @@ def _markdown(blocks: Sequence[Block], further: Sequence[tuple[str, Run]], rows:
     if further:
         lines.append("## Further experiments\n")
         for stem, run in further:
-            lines.append(f"### {md_text(stem + '.toml')}\n\n{md_text(run.record['run_id'] + ' · ' + _meta(run))}\n")
+            lines.append(f"### {md_text(stem + '.toml')}\n\n{md_text(run.record['run_id'] + ' · ' + run_meta(run))}\n")
             lines += [link(f.file, f.caption) if f.file else f"*figure {md_text(f.name)} is missing*\n"
                       for f in run_figures([run])]
     lines += ["## Runs\n", markdown_table(rows, drop_empty=True) if rows else "*no runs*\n"]
