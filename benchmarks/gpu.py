@@ -18,6 +18,8 @@ when another fails:
 
 and `targets`: 50 lecture epochs < 1.5 s after compile, 64 configurations < 4× one, time to 1.2 %
 < 5 s. The whole takes at most --budget-s (480 s: each command's timeout is what is left of it).
+The script and the commands it starts share the GPU, so none preallocates its memory
+(XLA_PYTHON_CLIENT_PREALLOCATE=false unless set).
 
     python3 benchmarks/gpu.py --data-dir DIR --out gpu.json       # on the GPU machine
     python3 benchmarks/gpu.py --quick --data-dir DIR               # test-sized, on any CPU (a test runs this)
@@ -49,9 +51,9 @@ MODES = {
     "full": {"lecture": [], "data_parallel": ["--epochs", "5"], "sweep_lanes": (1, 8, 64), "sweep_hidden": (225, 225),
              "sweep_epochs": 3, "sweep_settings": {}, "epoch_speed": [],
              "analyze": []},
-    "quick": {"lecture": ["--epochs", "2", "--hidden", "16", "--batch-size", "20"],
-              "data_parallel": ["--epochs", "1", "--hidden", "16", "--batch-size", "20"],
-              "sweep_lanes": (1, 2, 4), "sweep_hidden": (16,), "sweep_epochs": 1, "sweep_settings": {"batch_size": 20},
+    "quick": {"lecture": ["--epochs", "2", "--hidden", "8", "--batch-size", "10", "--lr", "0.01"],
+              "data_parallel": ["--epochs", "1", "--hidden", "8", "--batch-size", "20"],
+              "sweep_lanes": (1, 2), "sweep_hidden": (8,), "sweep_epochs": 1, "sweep_settings": {"batch_size": 20},
               "epoch_speed": ["--n-train", "400", "--epochs", "1", "--repeats", "1"],
               "analyze": ["--k", "2", "--subset", "40", "--probes", "2", "--max-order", "12"]},
 }
@@ -68,7 +70,8 @@ class Budget:
 
 
 def environment(data_dir: str) -> dict:
-    """The commands' environment: this checkout's optlab, the data folder, no compilation cache (cold compiles)."""
+    """The commands' environment: this checkout's optlab, the data folder, no compilation cache (cold compiles),
+    and main's setting that no JAX process preallocates the GPU's memory."""
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
     return os.environ | {"PYTHONPATH": path, "OPTLAB_DATA": data_dir, "OPTLAB_NO_COMPILE_CACHE": "1"}
 
@@ -231,8 +234,11 @@ def analyze(env: dict, budget: Budget, out: Path, extra: list[str]) -> dict:
     if run["rc"] != 0:
         return {"cli": shown(run)}
     hessian = run_record(run_dir)["analysis"]["hessian"]
-    keep = ("lambda_max", "lambda_min", "trace", "negative_fraction", "zero_fraction", "lanczos_order")
-    return {"cli": shown(run), **{k: hessian.get(k) for k in keep if k in hessian}}
+    keep = ("method", "n_params", "k", "lambda_max", "lambda_min", "trace", "negative_fraction", "zero_fraction",
+            "lanczos_order")
+    converged = {f"{end}_converged": len(hessian.get(f"{end}_eigenvalues", [])) for end in ("top", "bottom")}
+    return {"cli": shown(run), "printed": run["stdout"].strip().splitlines()[-3:],
+            **{k: hessian.get(k) for k in keep if k in hessian}, **converged}
 
 
 def targets(report: dict) -> dict:
@@ -257,6 +263,8 @@ def main() -> None:
     if not data_dir or not Path(data_dir).is_dir():
         parser.error("MNIST is needed on disk: give --data-dir DIR or set $OPTLAB_DATA (there is no download)")
     os.environ["OPTLAB_NO_COMPILE_CACHE"] = "1"  # this process's compiles are cold too
+    # This process and the commands it starts share the GPU: none may take JAX's default 75 % of its memory.
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     mode, budget, begin = MODES["quick" if args.quick else "full"], Budget(args.budget_s), time.perf_counter()
     env = environment(str(Path(data_dir).resolve()))
     report: dict = {"benchmark": "gpu", "mode": "quick" if args.quick else "full", "budget_s": args.budget_s}

@@ -28,18 +28,28 @@ def data(n: int, seed: int):
 
 
 def close(a: dict, b: dict) -> None:
-    """Equal to float32 rounding: a mean over 60 examples summed in another order."""
+    """The loss equal to float32 rounding (a sum in another order); the error and activity, counts over n, exact."""
     assert float(a["loss"]) == pytest.approx(float(b["loss"]), rel=1e-5)
-    assert float(a["error"]) == pytest.approx(float(b["error"]), abs=1e-6)
+    assert float(a["error"]) == float(b["error"])
     for x, y in zip(a.get("active", []), b.get("active", [])):
-        np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=1e-6)
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
-@pytest.mark.parametrize("chunk", [1, 7, 20, 23, 100])  # remainders 0, 2, 3, none; one chunk larger than the set
-def test_chunked_evaluation_equals_the_whole_set_at_once(chunk):
+@pytest.mark.parametrize("chunk", [1, 7, 23, 100])  # remainders 0, 2, none; one chunk larger than the set
+def test_chunks_sum_to_the_whole_sets_mean(chunk):
+    x = jnp.arange(23.0 * 3).reshape(23, 3)
+    totals = lambda p, xs, ys: {"sum": jnp.sum(xs, axis=0) * p, "count": jnp.sum(ys > 10)}
+    got = jax.jit(lambda x, y: engine.evaluate_in_chunks(totals, 2.0, x, y, chunk))(x, jnp.arange(23))
+    np.testing.assert_allclose(np.asarray(got["sum"]), 2.0 * np.arange(69.0).reshape(23, 3).mean(axis=0), rtol=1e-6)
+    assert float(got["count"]) == pytest.approx(12 / 23)
+
+
+@pytest.mark.parametrize("chunk", [7, 20, 23, 100])  # 23 = 3 × 7 + 2 = 20 + 3, one chunk of 23, one larger
+def test_chunked_evaluation_equals_the_whole_set_at_once(chunk, monkeypatch):
+    monkeypatch.setattr(train, "EVAL_CHUNK", chunk)
     params = mlp.init(jax.random.key(0), SIZES)
     images, labels = data(N_TEST, 1)
-    chunked = jax.jit(lambda p, x, y: engine.evaluate_in_chunks(mlp.evaluate, p, x, y, chunk))(params, images, labels)
+    chunked = jax.jit(train.evaluate)(params, images, labels)
     whole = mlp.evaluate(params, images, labels)
     close(chunked, whole)
     assert len(chunked["active"]) == 2 and chunked["active"][0].shape == (8,)
@@ -54,6 +64,7 @@ def lecture_cfg(**settings) -> config.RunConfig:
     return resolve([config.Layer(base | settings, "flag")])
 
 
+@pytest.mark.slow
 def test_the_evaluated_epoch_gives_the_epoch_and_the_separate_evaluation(monkeypatch):
     monkeypatch.setattr(train, "EVAL_CHUNK", 16)  # 60 = 3 × 16 + 12 and 23 = 16 + 7: both paths of the chunking
     cfg = lecture_cfg()
@@ -75,6 +86,7 @@ def test_the_evaluated_epoch_gives_the_epoch_and_the_separate_evaluation(monkeyp
         close(test_metrics, mlp.evaluate(folded.params, tx, ty))
 
 
+@pytest.mark.slow
 def test_a_sweeps_lanes_each_get_their_own_evaluation():
     cfgs = [lecture_cfg(lr=lr, seed=s) for lr, s in ((0.01, 0), (0.003, 1))]
     (x, y), (tx, ty) = data(N_TRAIN, 5), data(N_TEST, 6)

@@ -104,8 +104,20 @@ EVAL_CHUNK = 2000  # images per chunk of the clean evaluation (engine.evaluate_i
 
 
 def evaluate(params, images, labels) -> dict:
-    """mlp.evaluate over a whole set (clean loss, error, hidden activity), EVAL_CHUNK images at a time."""
-    return evaluate_in_chunks(mlp.evaluate, params, images, labels, EVAL_CHUNK)
+    """mlp.evaluate over a whole set (clean loss, error, hidden activity), EVAL_CHUNK images at a time.
+
+    The error and the active fractions are counts over n: each chunk's is turned back into its
+    exact count (mean × size, rounded), so that the whole set's is the count / n that evaluating
+    all at once gives, to the last bit; the loss is a float sum, equal to float32 rounding.
+    """
+    return evaluate_in_chunks(_totals, params, images, labels, EVAL_CHUNK)
+
+
+def _totals(params, images, labels) -> dict:
+    """mlp.evaluate's means times the number of images: the summed loss, the mistakes, each unit's active count."""
+    means, n = mlp.evaluate(params, images, labels), labels.shape[0]
+    return {"loss": means["loss"] * n, "error": jnp.round(means["error"] * n),
+            "active": [jnp.round(a * n) for a in means["active"]]}
 
 
 def train_epoch_evaluated(cfg, n_train: int, batch_sharding=None):
