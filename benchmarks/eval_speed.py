@@ -9,6 +9,9 @@ the host, both variants in one process, interleaved epoch by epoch:
   folded    `train_epoch_evaluated`: the epoch and both evaluations, chunked, in one jitted call
             (what `optlab run` runs now)
 
+and then the evaluation alone, of the same parameters: `mlp.evaluate` of each whole set against
+`_classify_train.evaluate` (chunks of EVAL_CHUNK images), 2 × --epochs times each, interleaved.
+
 Data: real MNIST when $OPTLAB_DATA holds it, else synthetic uint8 images of the same shape.
 
     python benchmarks/eval_speed.py --epochs 3
@@ -69,6 +72,27 @@ def variants(cfg, sets, n_train: int) -> dict:
     return {"separate": separate, "folded": fold}
 
 
+def evaluation_only(sets, params, repeats: int) -> dict:
+    """The evaluation alone, of the same parameters: both sets at once each (before) against chunked (now)."""
+    x, y, tx, ty = sets
+    whole, chunked = jax.jit(mlp.evaluate), jax.jit(train.evaluate)
+    runs = {"whole": lambda: [whole(params, x, y), whole(params, tx, ty)],
+            "chunked": lambda: [chunked(params, x, y), chunked(params, tx, ty)]}
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for run in runs.values():
+        jax.block_until_ready(run())  # compiles
+    for slot in range(repeats):
+        for name in list(runs)[slot % 2:] + list(runs)[: slot % 2]:
+            begin = time.perf_counter()
+            jax.block_until_ready(runs[name]())
+            times[name].append(time.perf_counter() - begin)
+    median = {name: statistics.median(t) for name, t in times.items()}
+    return {"evaluation_only_s": {k: round(v, 4) for k, v in median.items()},
+            "ratio_chunked_over_whole": round(median["chunked"] / median["whole"], 3),
+            "paired_ratio_chunked_over_whole": round(statistics.median(
+                a / b for a, b in zip(times["chunked"], times["whole"])), 3)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-train", type=int, default=60_000)
@@ -89,6 +113,8 @@ def main() -> None:
             runs[name]()
             times[name].append(time.perf_counter() - begin)
     median = {name: statistics.median(t) for name, t in times.items()}
+    params = mlp.init(jax.random.key(0), SIZES)
+    evaluation = evaluation_only(sets, params, 2 * args.epochs)
     device = jax.devices()[0]
     print(json.dumps({
         "benchmark": "eval_speed",
@@ -102,6 +128,7 @@ def main() -> None:
         "ratio_folded_over_separate": round(median["folded"] / median["separate"], 3),
         "paired_ratio_folded_over_separate": round(statistics.median(
             a / b for a, b in zip(times["folded"], times["separate"])), 3),
+        **evaluation,
         "first_epoch_row": first,
         "first_epoch_row_note": "train loss, train error, test loss, test error, minibatch loss, lr of epoch 1: "
                                 "equal up to float32 rounding",
