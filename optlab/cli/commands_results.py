@@ -18,6 +18,7 @@ from rich.progress import (
 )
 
 from optlab.cli.app import app
+from optlab.cli.options import plugin_option
 from optlab.errors import ConfigError, OptlabError, ResultsError
 from optlab.reporting import compare as cmp
 from optlab.reporting import tables
@@ -159,6 +160,7 @@ def reproduce(
     ] = Path("experiments"),
     out: Annotated[Path, typer.Option(
         "--out", metavar="DIR", help="Results folder for all the runs and the report.")] = Path("results/lecture"),
+    plugin: Annotated[list[str], plugin_option(annotated=True)] = [],  # noqa: B006 (Typer's default; never mutated)
 ) -> None:
     """Run every experiment file into one results folder, then build the report: all the pictures, from scratch."""
     files = _experiment_files(experiments)

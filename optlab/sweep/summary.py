@@ -68,6 +68,9 @@ def to_toml(cfg: Mapping[str, Any], comment: str) -> str:
     for key, value in cfg.items():
         if value is None or key in ("out", "run_dir"):
             continue
+        if isinstance(value, Mapping):  # the optimizer's own settings: flat lines, as a user writes them
+            lines += [f"{k} = {_toml_value(v)}" for k, v in value.items() if v is not None]
+            continue
         lines.append(f"{key} = {_toml_value(value)}")
     return "\n".join(lines) + "\n"
 
