@@ -340,6 +340,14 @@ def test_missing_not_python_and_twice_registered_plugins(example, tmp_path):
     assert not out.exists()
 
 
+def test_compare_where_matches_an_optimizers_own_setting(write_run, tmp_path):
+    for b1 in (0.5, 0.9):
+        write_run(tmp_path, optimizer="lion", optimizer_settings={"b1": b1, "b2": 0.99}, run_id=f"tiny-lion-{b1}")
+    done = cli("compare", tmp_path, "--where", "b1=0.5", "--format", "json", "--no-figures")
+    assert done.exit_code == 0, done.output
+    assert [r["run"] for r in json.loads(done.stdout)] == ["tiny-lion-0.5"]
+
+
 def test_environment_plugins_is_type_checked(write_run, tmp_path):
     run = write_run(tmp_path)
     record = json.loads((run / "metrics.json").read_text())

@@ -75,7 +75,8 @@ class Sweeping:
                                           its program; raise ConfigError for what a sweep cannot do.
                                           `cache` is shared by the groups of one sweep (loaded data).
     units(cfg) -> int                     progress units of one configuration (its epochs, or 1).
-    array_keys                            settings that are arrays in the compiled program (traced).
+    array_keys                            settings that are arrays in the compiled program (traced);
+                                          "optimizer_settings": the optimizer's own real-valued ones.
     presence_keys                         array settings whose zero-ness is a static branch: zero and
                                           non-zero values are different programs.
     """
