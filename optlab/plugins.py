@@ -167,7 +167,7 @@ def _registering(plugin: Plugin, execute, where: str, file: str | None) -> None:
         for registry in registries:
             for name in set(registry.names()) - before[id(registry)]:
                 registry.unregister(name)
-        raise ConfigError(f"{where}{_line(e, file)}: {_message(e)}") from None
+        raise ConfigError(f"{where}{_line(e, file)}: {_message(e, file)}") from None
     plugin.registered = [(r, n) for r in registries for n in r.names() if n not in before[id(r)]]
 
 
@@ -184,23 +184,28 @@ def _registries() -> list[Registry]:
 
 def _line(e: BaseException, file: str | None) -> str:
     """`:LINE` of the innermost frame in the plug-in's file (the line it raised at, or called from)."""
-    if isinstance(e, SyntaxError) and e.lineno and (file is None or Path(e.filename or "").resolve() == Path(file)):
+    if isinstance(e, SyntaxError) and e.lineno and _same(e.filename, file):
         return f":{e.lineno}"
     frames = traceback.extract_tb(e.__traceback__)
-    mine = [f for f in frames if file is not None and Path(f.filename).resolve() == Path(file)]
+    mine = [f for f in frames if _same(f.filename, file)]
     if not mine and file is None and frames:
         mine = frames[-1:]
         return f" ({mine[0].filename}:{mine[0].lineno})"
     return f":{mine[-1].lineno}" if mine else ""
 
 
-def _message(e: BaseException) -> str:
+def _same(filename: str | None, file: str | None) -> bool:
+    return file is not None and filename is not None and Path(filename).resolve() == Path(file)
+
+
+def _message(e: BaseException, file: str | None) -> str:
     if isinstance(e, DuplicateName):
         who = next((p for p in _LOADED.values() for r, n in p.registered if r.kind == e.kind and n == e.name), None)
         owner = "optlab's own" if who is None else f"from plug-in {who.name}"
         return f"registers {e.kind} {e.name!r}, which is already registered ({owner}); choose another name"
-    if isinstance(e, SyntaxError):
-        return f"SyntaxError: {e.msg}"
+    if isinstance(e, SyntaxError):  # in a module the plug-in imports: say where
+        elsewhere = f" ({e.filename}:{e.lineno})" if e.lineno and not _same(e.filename, file) else ""
+        return f"SyntaxError: {e.msg}{elsewhere}"
     if isinstance(e, ConfigError):
         return str(e)
     text = " ".join(str(e).split())
