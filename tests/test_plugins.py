@@ -22,6 +22,7 @@ from optlab.cli import app
 from optlab.core.optimizers import OPTIMIZERS
 from optlab.core.schedules import SCHEDULES
 from optlab.experiments import EXPERIMENTS
+from optlab.problems.inits import INITS
 from optlab.results.checks import check_types
 from optlab.runs import resolve
 from optlab.sweep import grid
@@ -40,10 +41,11 @@ def readme_example() -> str:
 
 @pytest.fixture(autouse=True)
 def forget_plugins():
-    names = {r.kind: r.names() for r in (OPTIMIZERS, SCHEDULES, EXPERIMENTS)}
+    registries = (OPTIMIZERS, SCHEDULES, EXPERIMENTS, INITS)
+    names = {r.kind: r.names() for r in registries}
     yield
     plugins.forget()
-    assert {r.kind: r.names() for r in (OPTIMIZERS, SCHEDULES, EXPERIMENTS)} == names  # nothing left behind
+    assert {r.kind: r.names() for r in registries} == names  # nothing left behind
 
 
 @pytest.fixture
@@ -190,10 +192,14 @@ def test_the_toml_and_environment_routes(example, tmp_path, monkeypatch):
     plugins.forget()
     other = tmp_path / "other.py"
     other.write_text('import optlab\n\n@optlab.schedule("halved")\ndef halved(lr, total_steps, settings):\n'
-                     '    """η/2 throughout"""\n    return lambda count: lr / 2\n')
+                     '    """η/2 throughout"""\n    return lambda count: lr / 2\n\n\n'
+                     '@optlab.init("flat", help="std 1/fan_in")\ndef flat(fan_in, fan_out):\n    return 1 / fan_in\n')
     monkeypatch.setenv("OPTLAB_PLUGINS", os.pathsep.join([str(example), str(other)]))
     text = " ".join(cli("list").stdout.split())
     assert "lion Lion" in text and "halved η/2 throughout [plug-in other.py]" in text
+    assert "flat std 1/fan_in [plug-in other.py]" in text and INITS["flat"](4, 3) == 0.25
+    plugins.forget()
+    assert "flat" not in INITS
     monkeypatch.setenv("OPTLAB_PLUGINS", str(tmp_path / "gone.py"))
     assert one_error_line(cli("list")) == f"error: OPTLAB_PLUGINS {tmp_path / 'gone.py'}: no such plug-in file"
 
@@ -309,6 +315,11 @@ BAD = {
                    "keyword 'b1' needs a default that is a number, true/false, text or None"),
     "schedule-signature": ('import optlab\n\n@optlab.schedule("flat", help="x")\ndef f(lr):\n    return lr\n',
                            ":3: schedule 'flat': its factory must take (lr, total_steps, settings)"),
+    "experiment-field": ('import optlab\n\n@optlab.experiment("typo", help="x", fields=("stepz",))\n'
+                         'def prepare(cfg):\n    return None\n',
+                         ":3: experiment 'typo': 'stepz' is not one of optlab's settings"),
+    "init-signature": ('import optlab\n\n@optlab.init("wide", help="x")\ndef f(fan_in):\n    return 1.0\n',
+                       ":3: init 'wide': its rule must take (fan_in, fan_out)"),
     "half-registered": ('import optlab\n\n@optlab.schedule("fine", help="x")\ndef f(lr, n, s):\n    return lr\n\n'
                         'raise ValueError("after registering")\n', ":7: ValueError: after registering"),
 }
