@@ -1,8 +1,9 @@
 """optlab: optimization experiments on feed-forward networks, on JAX and optax.
 
-The public surface is read lazily from `_EXPORTS` (name -> "module:attribute"), so that
-`import optlab` stays cheap and JAX-free: a plug-in's `@optlab.optimizer(...)` imports only the
-optimizer registry. Add an export by adding its line there.
+The public surface is read lazily from `_EXPORTS` (name -> "module:attribute", or "module" for the
+module itself), so that `import optlab` stays cheap and JAX-free: a plug-in's `@optlab.optimizer(...)`
+imports only the optimizer registry, `optlab.run` the Python API (optlab.api). Add an export by
+adding its line there.
 """
 
 from __future__ import annotations
@@ -11,6 +12,12 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
+    # the Python API (optlab.api); `optlab.sweep` is the optlab.sweep package, which is callable
+    "run": "optlab.api:run",
+    "load": "optlab.api:load",
+    "compare": "optlab.api:compare",
+    "Run": "optlab.api:Run",
+    "sweep": "optlab.sweep",
     # the registry decorators: a plug-in file registers with these (README "Plug-ins")
     "optimizer": "optlab.core.optimizers:optimizer",
     "schedule": "optlab.core.schedules:schedule",
@@ -45,7 +52,8 @@ def __getattr__(name: str) -> Any:
         value = _version()
     elif name in _EXPORTS:
         module, _, attr = _EXPORTS[name].partition(":")
-        value = getattr(importlib.import_module(module), attr)
+        value = importlib.import_module(module)
+        value = getattr(value, attr) if attr else value
     else:
         raise AttributeError(f"module 'optlab' has no attribute {name!r}")
     globals()[name] = value  # looked up once
