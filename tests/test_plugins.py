@@ -159,6 +159,12 @@ def test_own_settings_come_from_set_and_toml_and_read_back_from_the_record(examp
     assert recorded["optimizer_settings"] == {"b1": 1.0, "b2": 0.5}
     assert resolve.resolve([config.Layer(recorded, "metrics.json")]) == cfg  # what --resume reads back
 
+    from optlab.runs import sources  # optlab.run("tiny", optimizer="lion", b1=0.5): the same route
+
+    assert resolve.resolve([*base, sources.keyword_layer({"b1": 0.5})]).b1 == 0.5
+    with pytest.raises(config.ConfigError, match=r"^b3=: 'b3' is neither"):
+        resolve.resolve([*base, sources.keyword_layer({"b3": 0.5})])
+
     file = tmp_path / "exp.toml"
     file.write_text('experiment = "tiny"\noptimizer = "lion"\nb1 = 0.95\n')
     assert resolve.resolve([config.read_toml(file)]).optimizer_settings == (("b1", 0.95), ("b2", 0.99))
