@@ -136,7 +136,7 @@ def test_a_sweep_over_a_plugin_setting_is_one_program_equal_to_separate_runs(exa
     assert len(grid.groups(static.configs)) == 1  # b2 is real-valued too
 
     swept = cli("sweep", "tiny", "--plugin", example, "--opt", "lion", "--lr", "0.01,0.05", "--set", "b1=0.5,0.9",
-                "--steps", STEPS, "--out", tmp_path / "s", "-q")
+                "--steps", STEPS, "--best", "final_loss", "--out", tmp_path / "s", "-q")
     summary = json.loads((folder(swept) / "summary.json").read_text())
     assert summary["grid"]["b1"] == ["0.5", "0.9"] and summary["grid"]["lr"] == ["0.01", "0.05"]
     seen = set()
@@ -147,6 +147,14 @@ def test_a_sweep_over_a_plugin_setting_is_one_program_equal_to_separate_runs(exa
         np.testing.assert_allclose(record["history"]["params"], lion_by_hand(lr, b1, 0.99), rtol=1e-12, atol=1e-14)
         assert run["b1"] == b1
     assert seen == {(0.01, 0.5), (0.01, 0.9), (0.05, 0.5), (0.05, 0.9)}
+    # best.toml names the plug-in, so that `optlab run best.toml` runs the same code with the same b1
+    best = folder(swept) / "best.toml"
+    assert f'plugins = ["{example.resolve()}"]' in best.read_text()
+    plugins.forget()
+    cfg = resolve.resolve([config.read_toml(best)])
+    winner = results.read_metrics(folder(swept) / summary["best"])
+    again = json.loads(json.dumps(resolve.relevant(cfg)))  # as metrics.json would hold it
+    assert "lion" in OPTIMIZERS and again | {"out": None} == winner["config"] | {"out": None}
 
 
 def test_own_settings_come_from_set_and_toml_and_read_back_from_the_record(example, tmp_path):
