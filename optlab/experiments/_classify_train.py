@@ -38,7 +38,7 @@ def make_tx_for(cfg, total_steps: int):
     def make_tx(hp, key):
         schedule = schedules.build(cfg.lr_schedule, hp["lr"], total_steps, cfg)
         noise = hp["grad_noise"] if cfg.grad_noise > 0 else None
-        return optimizers.build(cfg.optimizer, schedule, hp, noise, key)
+        return optimizers.build(cfg.optimizer, schedule, hp, noise, key, cfg.optimizer_settings)
 
     return make_tx
 
