@@ -189,6 +189,22 @@ def test_own_settings_come_from_set_and_toml_and_read_back_from_the_record(examp
     assert "(its keywords: b1, b2)" in error and not (tmp_path / "none").exists()
 
 
+def test_the_python_api_loads_plugins_as_the_command_line_does(example, tmp_path):
+    import optlab
+
+    run = optlab.run("tiny", plugins=[example], optimizer="lion", lr=0.05, b1=0.5, steps=STEPS,
+                     run_dir=tmp_path / "api")
+    np.testing.assert_allclose(run.history["params"], lion_by_hand(0.05, 0.5, 0.99), rtol=1e-13, atol=1e-15)
+    assert run.metrics["environment"]["plugins"] == [{"path": str(example.resolve()),
+                                                      "sha256": plugins.sha256(example)}]
+    cli_dir = folder(cli("run", "tiny", "--plugin", example, "--opt", "lion", "--lr", "0.05", "--set", "b1=0.5",
+                         "--steps", STEPS, "--run-dir", tmp_path / "cli", "-q"))
+    assert results.read_metrics(cli_dir)["history"] == run.history
+    with pytest.raises(config.ConfigError, match=r"^plugins= .*missing\.py: no such plug-in file$"):
+        optlab.run("tiny", plugins=[tmp_path / "missing.py"], run_dir=tmp_path / "none")
+    assert not (tmp_path / "none").exists()
+
+
 def test_the_toml_and_environment_routes(example, tmp_path, monkeypatch):
     exp = tmp_path / "exp"
     exp.mkdir()
