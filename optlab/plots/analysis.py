@@ -13,7 +13,6 @@ from matplotlib.patches import Patch
 
 from optlab.plots._base import floats, masked, new_figure, save
 
-
 ANNOTATE_UP_TO = 12  # rows and columns: beyond this a number per cell is unreadable, the colour bar says it
 MAX_TICKS = 16  # labels per axis; a 100-value axis labels every 7th
 DIVERGED_COLOUR = "#d62728"  # red: not in viridis, so a diverged cell cannot pass for a value
@@ -76,9 +75,8 @@ def heatmap(path: str | Path, values: np.ndarray, row_labels: Sequence[str], col
     if layout.annotate:
         _annotate(ax, v, cmap, layout.norm, fmt)
     if layout.values.mask.any():
-        ax.legend(handles=[Patch(color=DIVERGED_COLOUR, label=f"diverged ({int(layout.values.mask.sum())} cells)")],
-                  loc="upper left", bbox_to_anchor=(0, -0.12 if layout.annotate else -0.1), fontsize="small",
-                  frameon=False)
+        fig.legend(handles=[Patch(color=DIVERGED_COLOUR, label=f"diverged ({int(layout.values.mask.sum()):,} cells)")],
+                   loc="outside lower left", fontsize="small", frameon=False)
     ax.set_xticks(layout.col_ticks, [str(col_labels[i]) for i in layout.col_ticks],
                   rotation=0 if layout.annotate else 60, ha="center" if layout.annotate else "right")
     ax.set_yticks(layout.row_ticks, [str(row_labels[i]) for i in layout.row_ticks])

@@ -13,9 +13,9 @@ from optlab.config import RunConfig
 from optlab.core import compile_cache, devices
 from optlab.errors import ConfigError
 from optlab.experiments import EXPERIMENTS
-from optlab.sweep import store
 from optlab.sweep.grid import Sweep
 from optlab.sweep.plan import Chunk, plan
+from optlab.sweep.store import Store, layout_for, parse_figures
 from optlab.sweep.summary import pick_best, ranked, summary_rows, write_outputs
 
 
@@ -39,15 +39,15 @@ def run(sweep: Sweep, out: Path, progress, best: str | None = None, max_lanes: i
     experiment = sweep.configs[0].experiment
     compile_cache.enable()
     metric = _check_metric(experiment, best)
-    figures = _check_figures(experiment, store.parse_figures(figures))
-    layout = store.layout_for(layout, len(sweep.configs))
+    figures = _check_figures(experiment, parse_figures(figures))
+    layout = layout_for(layout, len(sweep.configs))
     notices: list[str] = []
     chunks = plan(sweep, max_lanes, notices)
     sweep_id = f"sweep-{experiment}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
     writer = devices.is_writer()
     sweep_dir = results.create_run_dir(Path(out) / sweep_id) if writer else None
     run_ids = [_run_id(i, cfg, sweep) for i, cfg in enumerate(sweep.configs)]
-    kept = store.Store(sweep_dir, layout, sweep.configs, run_ids, sweep_id, figures)
+    kept = Store(sweep_dir, layout, sweep.configs, run_ids, sweep_id, figures)
     progress.start(sum(_units(c) for c in sweep.configs), f"sweep of {len(sweep.configs)}", metric)
     finished: set[int] = set()
     try:
@@ -74,7 +74,7 @@ def run(sweep: Sweep, out: Path, progress, best: str | None = None, max_lanes: i
     return outcome
 
 
-def _run_chunk(chunk: Chunk, sweep: Sweep, kept: store.Store, devices_, progress, finished: set[int]) -> None:
+def _run_chunk(chunk: Chunk, sweep: Sweep, kept: Store, devices_, progress, finished: set[int]) -> None:
     """One program's configurations: metrics.json after every epoch (as a single run does), then their results."""
     cfgs = [sweep.configs[i] for i in chunk.indices]
     lanes = devices.Lanes.over(len(cfgs), devices_)

@@ -97,7 +97,7 @@ class Store:
             self.params[i] = results.flat_params(result.params)
 
     def stop(self, i: int, error: BaseException) -> None:
-        """Mark a configuration that did not finish interrupted or failed (in its folder, or in memory for the table)."""
+        """Mark a configuration that did not finish interrupted or failed (its folder, or the table in memory)."""
         record = self.records[i]
         if self.layout == "folders":
             record.stop(error)
