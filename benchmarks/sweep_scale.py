@@ -2,12 +2,13 @@
 1, 8 and 64 lecture-network configurations, against one `optlab run`; prints JSON.
 
 Each case is the command line itself in a fresh process (`python -m optlab ...`), so its wall time
-(and its CPU time, user + system, steadier than wall time on a shared machine) includes process start, JAX's import, compilation, training, the results written and the heat map.
-Beside it, the compiled program's own time as the records report it (tiny: the program's wall time
-less its compile time, `summary.wall_time_s - summary.compile_time_s`; networks: the training epochs,
+(and its CPU time, user + system, steadier than wall time on a shared machine) includes process
+start, JAX's import, compilation, training, the results written and the heat map. Beside it, the
+compiled program's own time as the records report it (tiny: the program's wall time less its
+compile time, `summary.wall_time_s - summary.compile_time_s`; networks: the training epochs,
 `summary.epoch_time_s × epochs`, evaluation and host work left out), and the bytes written. Ratios
-are to the single run of the same process's measurements (`optlab run`), measured in this one
-script, interleaved over `--repeats` rounds, medians reported.
+are to one `optlab run` of the same kind measured by this script, every command once per round,
+interleaved over `--repeats` rounds, medians reported.
 
   tiny     `--opt momentum --steps 100`, a grid of --lr × --momentum: 1×1, 10×10, 100×100
   lecture  MLP 784-225-225-10, Adam, batch 100, 1 epoch of the first --train-subset images
