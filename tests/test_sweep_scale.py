@@ -138,6 +138,12 @@ def test_figures_best_k_draws_only_those_and_report_finds_them(tmp_path):
     found = [f for f in report.run_figures(runs) if f.file is not None]
     assert sorted({f.run.record["run_id"] for f in found}) == sorted(best_two)
     assert {f.name for f in found} == {"landscape", "loss"}
+    written = CliRunner().invoke(app, ["report", str(out.sweep_dir), "--out", str(tmp_path / "r.html")])
+    assert written.exit_code == 0, written.output
+    page = (tmp_path / "r.html").read_text()
+    assert all(f"<h3>{row['run_id']}</h3>" in page for row in out.rows)  # every configuration of the table
+    shown = {row["run_id"] for row in out.rows if f"{row['run_id']}: the loss surface" in page}
+    assert shown == set(best_two)  # and the figures of only those drawn
     folders = sweep.run(s, tmp_path / "f", SweepBar(quiet=True), layout="folders", figures=1)
     with_png = [row["run_id"] for row in folders.rows if (folders.sweep_dir / row["run_id"] / "loss.png").exists()]
     assert with_png == [folders.rows[sweep_summary.ranked(folders.rows, "final_loss")[0]]["run_id"]]
