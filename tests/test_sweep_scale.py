@@ -183,7 +183,7 @@ def test_heatmap_title_says_what_is_shown():
     s = build({"experiment": "tiny", "optimizer": "momentum"}, {"lr": "0.1,0.2", "momentum": "0.5,0.9"})
     rows = [{"status": "completed"}, {"status": "diverged"}, {"status": "completed"}, {"status": "completed"}]
     title, colorbar = sweep_summary.heatmap_title(s, rows, "final_loss", "")
-    assert title == "tiny momentum: final loss of 4 configurations\nred: diverged or no value (1 configurations)"
+    assert title == "tiny momentum: final loss of 4 configurations\nred: diverged or no value (1 configuration)"
     assert colorbar == "final loss (lower is better, log scale)" and "final final" not in title
 
 

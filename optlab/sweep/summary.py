@@ -147,7 +147,7 @@ def heatmap_title(sweep: Sweep, rows: Sequence[dict], metric: str, note: str) ->
     title = f"{what}: {words} of {len(rows):,} configurations" + (f" ({note})" if note else "")
     diverged = sum(r["status"] != "completed" for r in rows)
     if diverged:
-        title += f"\nred: diverged or no value ({diverged:,} configurations)"
+        title += f"\nred: diverged or no value ({diverged:,} configuration{'s' if diverged > 1 else ''})"
     return title, f"{words} ({lower})"
 
 
