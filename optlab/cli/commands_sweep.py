@@ -49,7 +49,8 @@ def sweep_command(
                                help="a run folder per configuration, or one table SWEEP/runs.npz for all "
                                     "\\[default: folders up to 256 configurations, a table beyond]"),
     figures: str = typer.Option("none", "--figures", metavar="none|all|K",
-                                help="per-configuration figures: none, all, or the best K by --best's metric"),
+                                help="per-configuration figures: none, all, or the best K by --best's metric "
+                                     "(without --best, the experiment's first: final_loss, test_error)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress output"),
 ) -> None:
     """Train every combination of the listed values; array-valued settings share one compiled program.

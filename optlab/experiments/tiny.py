@@ -232,6 +232,8 @@ def host_hyperparams(cfgs) -> list[dict]:
     from optlab.core.devices import to_host
 
     template = to_host(hyperparams(cfgs[0]))
+    if not all(hasattr(cfgs[0], k) for k in template):  # a value that is not a setting of its own name
+        return [to_host(hyperparams(c)) for c in cfgs]
     # A group shares every other setting, so only these can be unset (left out of hyperparams) in some configurations.
     varying = [k for k in SWEEPING.array_keys if k != "seed"]
     unset = {k for k in varying if getattr(cfgs[0], k) is None}

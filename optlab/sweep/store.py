@@ -28,7 +28,7 @@ from optlab.results import table
 from optlab.runs.record import RunRecord
 
 LAYOUTS = ("auto", "folders", "table")
-FOLDERS_UP_TO = 256
+FOLDERS_UP_TO = 256  # `optlab sweep --help` names it too
 
 
 def layout_for(layout: str, count: int) -> str:
