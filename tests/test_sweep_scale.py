@@ -203,3 +203,13 @@ def test_summary_json_names_the_layout(tmp_path):
     summary = json.loads((out.sweep_dir / "summary.json").read_text())
     assert summary["layout"] == "table" and summary["table"] == "runs.npz"
     assert all(row["path"] is None for row in summary["runs"]) and not math.isnan(summary["runs"][0]["final_loss"])
+
+
+def test_compare_overlays_at_most_the_first_runs_of_a_big_sweep(tmp_path, write_run, monkeypatch):
+    monkeypatch.setattr(report, "MAX_OVERLAID", 2)
+    for seed in range(3):
+        write_run(tmp_path, experiment="mnist", seed=seed)
+    runs, _ = compare.load_runs([tmp_path])
+    figures = report.compare_figures(compare.make_rows(runs), tmp_path / "out")
+    captions = [f.caption for f in figures]
+    assert "mnist: training loss of the first 2 of 3 runs (in the table's order: --sort and --where choose)" in captions
