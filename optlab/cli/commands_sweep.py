@@ -44,15 +44,27 @@ def sweep_command(
                                              help="multi-host: number of processes"),
     process_id: int | None = typer.Option(None, "--process-id", min=0, metavar="I",
                                           help="multi-host: this process's rank"),
+    layout: str = typer.Option("auto", "--layout", metavar="auto|folders|table",
+                               help="a run folder per configuration, or one table SWEEP/runs.npz for all "
+                                    "\\[default: folders up to 256 configurations, a table beyond]"),
+    figures: str = typer.Option("none", "--figures", metavar="none|all|K",
+                                help="per-configuration figures: none, all, or the best K by --best's metric "
+                                     "(without --best, the experiment's first: final_loss, test_error)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress output"),
     plugin: list[str] = plugin_option(),
 ) -> None:
     """Train every combination of the listed values; array-valued settings share one compiled program.
 
     Each configuration gets a run folder with metrics.json (as optlab run writes it, plus
-    sweep_id) under OUT/SWEEP_ID/, with summary.csv, summary.json and heatmap.png beside them.
+    sweep_id) under OUT/SWEEP_ID/, or a record in OUT/SWEEP_ID/runs.npz (--layout; compare and
+    report read both), with summary.csv, summary.json and heatmap.png beside them.
     The sweep folder's path is the last line printed on stdout.
     """
+    from optlab.sweep import store
+
+    store.layout_for(layout, 1)  # bad values fail before any grid is resolved
+    figures_ = store.parse_figures(figures)
+
     from optlab import sweep
     from optlab.core import devices
     from optlab.sweep import sources
@@ -63,7 +75,8 @@ def sweep_command(
     grid_layers = [*file_grid, config.Layer(dict(_split_set(s) for s in sets), "set"), config.Layer(flags, "flag")]
     plan = sweep.build(base, grid_layers)
     bar = SweepBar(quiet or not devices.is_writer())
-    outcome = sweep.run(plan, Path(plan.configs[0].out), bar, best=best, max_lanes=chunk)
+    outcome = sweep.run(plan, Path(plan.configs[0].out), bar, best=best, max_lanes=chunk, layout=layout,
+                        figures=figures_)
     for notice in outcome.notices:
         stderr.print(f"[yellow]note:[/] {notice}")
     if outcome.sweep_dir is None:
@@ -82,13 +95,27 @@ def _split_set(item: str) -> tuple[str, str]:
     return key.strip().replace("-", "_"), value.strip()
 
 
+TABLE_ROWS = 40  # a larger sweep prints its best TABLE_ROWS; summary.csv has every configuration
+
+
 def summary_table(rows: Sequence[dict], grid: dict, metric: str, best: dict | None) -> Table:
-    """One line per configuration: the settings that vary, its status and its final metric."""
+    """One line per configuration (the best TABLE_ROWS of a larger sweep): the settings that vary,
+    its status and its final metric."""
+    from optlab.sweep.summary import ranked
+
     varied = [k for k, v in grid.items() if len(v) > 1]
-    table = Table(title=f"sweep: {len(rows)} configurations, final {metric}", title_justify="left")
+    shown_rows = list(rows)
+    title = f"sweep: {len(rows):,} configurations, {metric.replace('_', ' ')}"
+    if len(rows) > TABLE_ROWS:
+        order = ranked(rows, metric)
+        listed = set(order)
+        order += [i for i in range(len(rows)) if i not in listed]
+        shown_rows = [rows[i] for i in order[:TABLE_ROWS]]
+        title += f" (the best {TABLE_ROWS}; every one in summary.csv)"
+    table = Table(title=title, title_justify="left")
     for name in ("run", *varied, "status", metric):
         table.add_column(name, justify="right" if name in (*varied, metric) else "left")
-    for r in rows:
+    for r in shown_rows:
         value = r.get(metric)
         shown = "—" if value is None or r["status"] != "completed" else (
             f"{100 * value:.2f}%" if "error" in metric else f"{value:.6g}")

@@ -79,12 +79,17 @@ class Sweeping:
                                           "optimizer_settings": the optimizer's own real-valued ones.
     presence_keys                         array settings whose zero-ness is a static branch: zero and
                                           non-zero values are different programs.
+    draw(run_dir, cfg, record) -> figures a finished configuration's own figures drawn from its record
+                                          (what RunResult.figures would hold), so that `optlab sweep
+                                          --figures K` can draw the best K afterwards; None: figures
+                                          only as the configurations run (`--figures all`).
     """
 
     prepare: Callable[[RunConfig, dict], SweepProgram]
     units: Callable[[RunConfig], int] = lambda cfg: 1
     array_keys: tuple[str, ...] = ("seed",)
     presence_keys: tuple[str, ...] = ()
+    draw: Callable[[Path, RunConfig, Mapping[str, Any]], dict] | None = None
 
 
 @dataclass(frozen=True)

@@ -101,26 +101,35 @@ def _train(cfg, ctx: RunContext) -> RunResult:
     return finish(ctx.run_dir, cfg, *simulate(cfg))
 
 
-def finish(run_dir, cfg, history: dict, opt_state, compile_time: float, wall_time: float) -> RunResult:
-    """Divergence, critical-point analysis, summary and figures of one configuration's history."""
+def cut_at_divergence(history: dict) -> tuple[dict, int | None]:
+    """The history up to (not including) its first blown-up step, and that step (None: it never blew up)."""
+    diverged_at = first_divergence(history)
+    return (history if diverged_at is None else {k: v[:diverged_at] for k, v in history.items()}), diverged_at
+
+
+def finish(run_dir, cfg, history: dict, opt_state, compile_time: float, wall_time: float,
+           report: dict | None = None) -> RunResult:
+    """Divergence, critical-point analysis, summary and figures of one configuration's history.
+
+    `report`: the final point's critical-point report when the caller has it already (a sweep
+    computes every lane's in one program, `analysis.critical_point_reports`)."""
     import jax
     import jax.numpy as jnp
 
     from optlab.curvature import analysis
 
-    diverged_at = first_divergence(history)
-    if diverged_at is not None:
-        history = {k: v[:diverged_at] for k, v in history.items()}
-    with jax.enable_x64(True):
-        final = jnp.asarray(history["params"][-1])
-        report = analysis.critical_point_report(tiny.loss, final)
+    history, diverged_at = cut_at_divergence(history)
+    final = history["params"][-1]
+    if report is None:
+        with jax.enable_x64(True):
+            report = analysis.critical_point_report(tiny.loss, jnp.asarray(final))
     return RunResult(
         status="completed" if diverged_at is None else "diverged",
         history=history,
         summary=_summary(history, diverged_at) | {"wall_time_s": wall_time, "compile_time_s": compile_time},
         analysis=report,
         figures=_figures(run_dir, cfg, history["params"], history["loss"]) if run_dir else {},
-        params={"w": np.asarray(final)},
+        params={"w": np.asarray(final, dtype=np.float64)},
         notes=_singular_hessian_notes(opt_state, history["params"]),
     )
 
@@ -138,10 +147,11 @@ def run_lanes(cfgs, lanes, run_dirs, progress, save_progress=None) -> list[RunRe
     import jax
 
     from optlab.core.devices import lane, to_host
+    from optlab.curvature import analysis
 
     cfg = cfgs[0]  # the group shares start, steps, optimizer and schedule
     with jax.enable_x64(True):
-        hp = lanes.stack([to_host(hyperparams(c)) for c in cfgs])
+        hp = lanes.stack(host_hyperparams(cfgs))
         params, run = tiny.init(cfg.start), run_fn(cfg)
         sweep = jax.jit(jax.vmap(lambda hp: run(params, hp, jax.random.key(hp["seed"]))), out_shardings=lanes.sharded)
         begin = time.perf_counter()
@@ -150,10 +160,20 @@ def run_lanes(cfgs, lanes, run_dirs, progress, save_progress=None) -> list[RunRe
         _, opt_state, rows = jax.block_until_ready(compiled(hp))
         wall_time = time.perf_counter() - begin
         opt_state, rows = to_host((opt_state, rows))
-    out = [finish(d, c, history_of(lane(rows, i), c.steps), lane(opt_state, i), compile_time, wall_time)
-           for i, (c, d) in enumerate(zip(cfgs, run_dirs))]
+        histories = [history_of(lane(rows, i), c.steps) for i, c in enumerate(cfgs)]
+        finals = np.stack([cut_at_divergence(h)[0]["params"][-1] for h in histories])
+        reports = analysis.critical_point_reports(tiny.loss, finals)
+    singular = _singular_steps(opt_state)  # None when no lane met a singular Hessian: no note to look up per lane
+    out = [finish(d, c, h, None if singular is None else lane(opt_state, i), compile_time, wall_time, report)
+           for i, (c, d, h, report) in enumerate(zip(cfgs, run_dirs, histories, reports))]
     progress.advance(len(cfgs), [r.summary for r in out])
     return out
+
+
+def draw(run_dir: Path, cfg, record: Mapping[str, Any]) -> dict[str, dict]:
+    """A finished configuration's figures from its record (`optlab sweep --figures K` draws the best K afterwards)."""
+    history = record["history"]
+    return _figures(run_dir, cfg, np.array(history["params"], dtype=float), np.array(history["loss"], dtype=float))
 
 
 def _summary(history: dict, diverged_at: int | None) -> dict:
@@ -206,10 +226,40 @@ def _animation(run_dir, label: str, points: np.ndarray, losses: np.ndarray) -> d
         f"first and last included)", steps=steps, frames=shown["frames"], fps=shown["fps"])
 
 
-def _singular_hessian_notes(opt_state, points: np.ndarray) -> list[str]:
-    """Newton meets a singular Hessian where det H = 0: say so instead of failing."""
+def host_hyperparams(cfgs) -> list[dict]:
+    """`hyperparams(c)` of each configuration as numpy values of the same dtypes, built on the host:
+    one device array per value and configuration would cost more than a 10,000-lane sweep's program."""
+    from optlab.core.devices import to_host
+
+    template = to_host(hyperparams(cfgs[0]))
+    if not all(hasattr(cfgs[0], k) for k in template):  # a value that is not a setting of its own name
+        return [to_host(hyperparams(c)) for c in cfgs]
+    # A group shares every other setting, so only these can be unset (left out of hyperparams) in some configurations.
+    varying = [k for k in SWEEPING.array_keys if k != "seed"]
+    unset = {k for k in varying if getattr(cfgs[0], k) is None}
+    out = []
+    for c in cfgs:
+        if {k for k in varying if getattr(c, k) is None} != unset:
+            out.append(to_host(hyperparams(c)))
+            continue
+        out.append({k: np.asarray(getattr(c, k), template[k].dtype) for k in template})
+    return out
+
+
+def _singular_steps(opt_state):
+    """Every lane's count of singular-Hessian steps, None when there are none (or the optimizer keeps no count)."""
     import optax
 
+    count = optax.tree_utils.tree_get(opt_state, "singular_steps")
+    return None if count is None or not np.any(np.asarray(count)) else count
+
+
+def _singular_hessian_notes(opt_state, points: np.ndarray) -> list[str]:
+    """Newton meets a singular Hessian where det H = 0: say so instead of failing (opt_state None: it did not)."""
+    import optax
+
+    if opt_state is None:
+        return []
     count = optax.tree_utils.tree_get(opt_state, "singular_steps")
     if count is None or int(count) == 0:
         return []
@@ -288,7 +338,7 @@ def overlays(lines: Sequence[tuple[str, dict]], stem: Path) -> list[tuple[Path, 
 
 SWEEPING = Sweeping(_sweep_program, units=lambda cfg: 1, array_keys=("lr", "momentum", "grad_noise", "seed",
                                                                        "optimizer_settings"),
-                    presence_keys=("grad_noise",))
+                    presence_keys=("grad_noise",), draw=draw)
 
 # The settings of the experiments that run the tiny model over a grid of step sizes (bifurcation,
 # phase-diagram): an optimizer and its own settings, the run's length and start, and the grid.

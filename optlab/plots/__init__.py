@@ -20,7 +20,8 @@ _HOME = {
     "DPI": "_base", "Curve": "_base",
     "Racer": "animation", "frame_steps": "animation", "race": "animation",
     "bifurcation": "dynamics", "phase_diagram": "dynamics",
-    "edge_of_stability": "analysis", "heatmap": "analysis", "signals": "analysis", "spectral_density": "analysis",
+    "edge_of_stability": "analysis", "heatmap": "analysis", "heatmap_layout": "analysis",
+    "signals": "analysis", "spectral_density": "analysis",
     "curves": "training", "landscape": "training", "learning_curves": "training", "sparsity": "training",
     "tile_grid": "training", "weight_tiles": "training",
 }

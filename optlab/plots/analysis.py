@@ -4,33 +4,87 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.colors import LogNorm, Normalize
+from matplotlib.patches import Patch
 
 from optlab.plots._base import floats, masked, new_figure, save
 
+ANNOTATE_UP_TO = 12  # rows and columns: beyond this a number per cell is unreadable, the colour bar says it
+MAX_TICKS = 16  # labels per axis; a 100-value axis labels every 7th
+DIVERGED_COLOUR = "#d62728"  # red: not in viridis, so a diverged cell cannot pass for a value
+
+
+class HeatmapLayout(NamedTuple):
+    """What `heatmap` draws, computed before drawing (so that tests can check it without reading pixels)."""
+
+    values: np.ma.MaskedArray  # the grid, non-finite cells masked (drawn in DIVERGED_COLOUR)
+    norm: Normalize  # LogNorm or Normalize over the finite values
+    annotate: bool  # a number in each cell
+    row_ticks: list[int]
+    col_ticks: list[int]
+
+
+def heatmap_layout(values: np.ndarray, log: bool | None = None) -> HeatmapLayout:
+    """The masked grid, its colour scale and which cells and ticks get labels.
+
+    `log`: a logarithmic colour scale (losses: pass True; it falls back to linear when some finite
+    value is not positive); None decides by the data, log when every finite value is positive and
+    they span over two decades.
+    """
+    v = np.atleast_2d(np.asarray(values, dtype=float))
+    finite = v[np.isfinite(v)]
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    positive = finite.size > 0 and lo > 0
+    use_log = positive and (hi > 100 * lo if log is None else log)
+    if use_log:
+        norm = LogNorm(lo, hi if hi > lo else lo * 10)
+    else:
+        norm = Normalize(lo, hi if hi > lo else lo + 1)
+    annotate = max(v.shape) <= ANNOTATE_UP_TO
+    return HeatmapLayout(np.ma.masked_invalid(v), norm, annotate, _ticks(v.shape[0]), _ticks(v.shape[1]))
+
+
+def _ticks(n: int) -> list[int]:
+    step = -(-n // MAX_TICKS)
+    return list(range(0, n, step))
+
 
 def heatmap(path: str | Path, values: np.ndarray, row_labels: Sequence[str], col_labels: Sequence[str], *,
-            xlabel: str, ylabel: str, title: str = "", fmt: str = "{:.3g}") -> Path:
-    """A grid of one final metric with the value in each cell; NaN/inf cells read "diverged".
+            xlabel: str, ylabel: str, title: str = "", fmt: str = "{:.3g}", log: bool | None = None,
+            colorbar_label: str = "") -> Path:
+    """A grid of one final metric as an image with a colour bar; diverged (NaN/inf) cells in red.
 
-    The colour scale is logarithmic when every finite value is positive and they span over
-    two decades (final losses across learning rates usually do), linear otherwise.
+    Readable at any size: up to ANNOTATE_UP_TO rows and columns each cell also carries its
+    number (or "diverged"); beyond, the colour bar alone reads the values and at most MAX_TICKS
+    labels go on each axis. The colour scale is `heatmap_layout`'s (log for losses).
     """
     v = np.atleast_2d(np.asarray(values, dtype=float))
     if v.shape != (len(row_labels), len(col_labels)):
         raise ValueError(f"values of shape {v.shape} do not match {len(row_labels)} rows x {len(col_labels)} cols")
-    finite = v[np.isfinite(v)]
-    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
-    norm = LogNorm(lo, hi) if lo > 0 and hi > 100 * lo else Normalize(lo, hi if hi > lo else lo + 1)
-    cmap = colormaps["viridis"].with_extremes(bad="#c8c8c8")
-
-    fig = new_figure(min(2.6 + 1.1 * v.shape[1], 16), min(1.8 + 0.55 * v.shape[0], 12))
+    layout = heatmap_layout(v, log)
+    cmap = colormaps["viridis"].with_extremes(bad=DIVERGED_COLOUR)
+    width, height = (2.6 + 1.1 * v.shape[1], 1.8 + 0.55 * v.shape[0]) if layout.annotate else (8.0, 6.5)
+    fig = new_figure(min(width, 16), min(height, 12))
     ax = fig.add_subplot()
-    image = ax.imshow(np.ma.masked_invalid(v), cmap=cmap, norm=norm, aspect="auto")
-    fig.colorbar(image, ax=ax)
+    image = ax.imshow(layout.values, cmap=cmap, norm=layout.norm, aspect="auto", interpolation="nearest")
+    fig.colorbar(image, ax=ax, label=colorbar_label)
+    if layout.annotate:
+        _annotate(ax, v, cmap, layout.norm, fmt)
+    if layout.values.mask.any():
+        fig.legend(handles=[Patch(color=DIVERGED_COLOUR, label=f"diverged ({int(layout.values.mask.sum()):,} cells)")],
+                   loc="outside lower left", fontsize="small", frameon=False)
+    ax.set_xticks(layout.col_ticks, [str(col_labels[i]) for i in layout.col_ticks],
+                  rotation=0 if layout.annotate else 60, ha="center" if layout.annotate else "right")
+    ax.set_yticks(layout.row_ticks, [str(row_labels[i]) for i in layout.row_ticks])
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    return save(fig, path)
+
+
+def _annotate(ax, v: np.ndarray, cmap, norm: Normalize, fmt: str) -> None:
     for (r, c), x in np.ndenumerate(v):
         if np.isfinite(x):
             red, green, blue, _ = cmap(norm(x))
@@ -38,13 +92,7 @@ def heatmap(path: str | Path, values: np.ndarray, row_labels: Sequence[str], col
             ax.text(c, r, fmt.format(x), ha="center", va="center", fontsize="small",
                     color="white" if dark else "black")
         else:
-            ax.text(c, r, "diverged", ha="center", va="center", fontsize="small", color="#444444",
-                    style="italic")
-    ax.set_xticks(range(v.shape[1]), [str(s) for s in col_labels])
-    ax.set_yticks(range(v.shape[0]), [str(s) for s in row_labels])
-    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
-    return save(fig, path)
-
+            ax.text(c, r, "diverged", ha="center", va="center", fontsize="small", color="white", style="italic")
 
 
 # ----------------------------------------------------------------------------- curvature and signals

@@ -24,6 +24,7 @@ from typing import Any
 
 from optlab.errors import ConfigError, ResultsError
 from optlab.results import METRICS_FILE, find_runs, read_metrics
+from optlab.results.table import TABLE_FILE, find_tables, read_table
 
 FORMATS = ("table", "markdown", "csv", "json")
 # Config keys that say where a run lived rather than what it computed: never part of a group key.
@@ -74,14 +75,18 @@ class Row:
 
 
 def load_runs(paths: Sequence[Path]) -> tuple[list[Run], list[Skipped]]:
-    """Every run folder below `paths` (any depth), read; unreadable metrics files are skipped, not fatal.
+    """Every run folder and every sweep table's run below `paths` (any depth), read; unreadable metrics
+    files and tables are skipped, not fatal (a table: optlab.results.table, one run per configuration).
 
     Raises ResultsError (exit 2) for a path that does not exist or cannot be listed.
     """
-    roots = []
+    roots, tables = [], []
     for p in map(Path, paths):
         if p.is_file() and p.name == METRICS_FILE:
             p = p.parent  # `compare results/x/metrics.json` means the run folder
+        if p.is_file() and p.name == TABLE_FILE:
+            tables.append(p)  # `compare SWEEP/runs.npz` means the sweep's table
+            continue
         if not p.exists():
             raise ResultsError(f"{p}: no such file or folder")
         if not p.is_dir():
@@ -101,6 +106,14 @@ def load_runs(paths: Sequence[Path]) -> tuple[list[Run], list[Skipped]]:
             skipped.append(Skipped(file, reason))
             continue
         runs.append(Run(folder, record))
+    for file in find_tables(*roots, *tables):
+        try:
+            records = read_table(file)
+        except ResultsError as e:
+            skipped.append(Skipped(file, str(e).removeprefix(f"{file}: ")))
+            continue
+        # A table's run lives at SWEEP_DIR/RUN_ID: where its figures go (if any were drawn), no metrics.json.
+        runs += [Run(file.parent / record["run_id"], record) for record in records]
     return runs, skipped
 
 

@@ -123,6 +123,15 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text) or "experiment"
 
 
+MAX_OVERLAID = 50  # runs per experiment in compare's overlaid figures
+
+
+def _how_many(shown: Sequence[Row], every: Sequence[Row]) -> str:
+    if len(shown) == len(every):
+        return f"{len(shown)} runs"
+    return f"the first {len(shown)} of {len(every):,} runs (in the table's order: --sort and --where choose)"
+
+
 def compare_figures(rows: Sequence[Row], out_dir: Path) -> list[FigureFile]:
     """Per experiment: overlaid loss curves, test-error curves (if any), and the experiment's own overlays."""
     from optlab import plots
@@ -131,7 +140,10 @@ def compare_figures(rows: Sequence[Row], out_dir: Path) -> list[FigureFile]:
     for row in rows:
         by_exp.setdefault(str(row.values["experiment"]), []).append(row)
     figures = []
-    for exp, group in by_exp.items():
+    for exp, everyone in by_exp.items():
+        # A sweep of thousands overlaid is one unreadable blot (and minutes of drawing): the first
+        # MAX_OVERLAID in the table's order are drawn (--sort and --where choose); the table keeps all.
+        group = everyone[:MAX_OVERLAID]
         names = labels(group)
         has_epochs = any("train_loss" in r.runs[0].record["history"] for r in group)
         x_key, loss_key = ("epoch", "train_loss") if has_epochs else ("step", "loss")
@@ -140,7 +152,7 @@ def compare_figures(rows: Sequence[Row], out_dir: Path) -> list[FigureFile]:
         path = plots.curves(out_dir / f"{slug(exp)}-loss.png",
                             [_curve(r, lab, x_key, loss_key) for r, lab in zip(group, names)],
                             xlabel=xlabel, ylabel="training loss", title=f"{exp}: loss")
-        figures.append(FigureFile(exp, path, f"{exp}: training loss of {len(group)} runs{band}"))
+        figures.append(FigureFile(exp, path, f"{exp}: training loss of {_how_many(group, everyone)}{band}"))
         with_err = [(r, lab) for r, lab in zip(group, names) if r.runs[0].record["history"].get("test_error")]
         if with_err:
             path = plots.curves(out_dir / f"{slug(exp)}-test_error.png",

@@ -349,17 +349,19 @@ def find_runs(*roots: Path) -> Iterator[Path]:
 
 def save_params(run_dir: Path, params: Any) -> Path:
     """Save a pytree of arrays as params.npz, keyed by its path ("layers/0/w")."""
-    import jax
-
-    flat = {
-        "/".join(_key_name(k) for k in keypath): np.asarray(leaf)
-        for keypath, leaf in jax.tree_util.tree_flatten_with_path(params)[0]
-    }
     buffer = io.BytesIO()
-    np.savez(buffer, **flat)
+    np.savez(buffer, **flat_params(params))
     path = Path(run_dir) / PARAMS_FILE
     write_atomic(path, buffer.getvalue())
     return path
+
+
+def flat_params(params: Any) -> dict[str, np.ndarray]:
+    """A pytree of arrays as {path: array}, the keys params.npz uses ("layers/0/w")."""
+    import jax
+
+    return {"/".join(_key_name(k) for k in keypath): np.asarray(leaf)
+            for keypath, leaf in jax.tree_util.tree_flatten_with_path(params)[0]}
 
 
 def load_params(run_dir: Path) -> dict[str, np.ndarray]:

@@ -31,12 +31,15 @@ class RunRecord:
         self.run_dir, self.record = run_dir, results.upgraded(record)
 
     @classmethod
-    def create(cls, run_dir: Path | None, cfg: RunConfig, run_id: str, **extra) -> RunRecord:
-        """A new run's record (`extra`: more top-level keys, e.g. sweep_id), written at once."""
+    def create(cls, run_dir: Path | None, cfg: RunConfig, run_id: str, environment: dict | None = None,
+               **extra) -> RunRecord:
+        """A new run's record (`extra`: more top-level keys, e.g. sweep_id), written at once.
+        `environment`: results.environment(), when the caller has it already (a sweep asks once)."""
         from optlab.runs import resolve
 
         record = {"schema_version": results.SCHEMA_VERSION, "run_id": run_id, "status": "running",
-                  "experiment": cfg.experiment, "config": resolve.relevant(cfg), "environment": results.environment(),
+                  "experiment": cfg.experiment, "config": resolve.relevant(cfg),
+                  "environment": environment or results.environment(),
                   "history": {}, "summary": {}, "analysis": {}, "figures": {}, **extra}
         return cls(run_dir, record).write()
 

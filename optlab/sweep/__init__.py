@@ -14,14 +14,17 @@ batch size, schedule, …) and whether each noise/decay term is present at all (
 as in a single run) splits the grid into groups. A group too large for memory runs in chunks.
 
 Results: OUT/SWEEP_ID/RUN_ID/metrics.json per configuration, exactly as `optlab run` writes it
-plus `sweep_id` (so `optlab compare OUT/SWEEP_ID` works), and OUT/SWEEP_ID/summary.{csv,json},
-heatmap.png, and with --best METRIC, best.toml (runnable with `optlab run best.toml`): those
-are optlab.sweep.summary's.
+plus `sweep_id`, or for a large sweep the same records in one table OUT/SWEEP_ID/runs.npz
+(optlab.sweep.store, optlab.results.table; `optlab compare OUT/SWEEP_ID` reads both), and
+OUT/SWEEP_ID/summary.{csv,json}, heatmap.png, and with --best METRIC, best.toml (runnable with
+`optlab run best.toml`): those are optlab.sweep.summary's. Per-configuration figures only on
+request (all, or the best K).
 
 Modules: grid (the settings' alternatives and every configuration), plan (groups into compiled
-programs and memory-sized chunks), execute (folders, training, summaries), summary (the sweep's
-summary files, heat-map and best configuration); sources (the first argument, and Python keywords),
-call (`optlab.sweep(...)` from Python: the package is callable, see `_Package`).
+programs and memory-sized chunks), store (where the records go, which figures), execute
+(training chunk by chunk, summaries), summary (the sweep's summary files, heat-map and best
+configuration); sources (the first argument, and Python keywords), call (`optlab.sweep(...)` from
+Python: the package is callable, see `_Package`).
 """
 
 import sys

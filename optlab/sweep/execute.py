@@ -13,10 +13,10 @@ from optlab.config import RunConfig
 from optlab.core import compile_cache, devices
 from optlab.errors import ConfigError
 from optlab.experiments import EXPERIMENTS
-from optlab.runs.record import RunRecord
 from optlab.sweep.grid import Sweep
 from optlab.sweep.plan import Chunk, plan
-from optlab.sweep.summary import pick_best, summary_rows, write_outputs
+from optlab.sweep.store import Store, layout_for, parse_figures
+from optlab.sweep.summary import pick_best, ranked, summary_rows, write_outputs
 
 
 @dataclass
@@ -26,55 +26,75 @@ class Outcome:
     rows: list[dict]
     best: dict | None = None
     notices: list[str] = field(default_factory=list)
+    layout: str = "folders"  # or "table": every configuration in SWEEP_DIR/runs.npz (optlab.sweep.store)
 
 
 def run(sweep: Sweep, out: Path, progress, best: str | None = None, max_lanes: int | None = None,
-        devices_: Sequence | None = None) -> Outcome:
-    """Plan, create the folders (process 0 only), train chunk by chunk, and write the summaries."""
+        devices_: Sequence | None = None, layout: str = "auto", figures: str | int | None = None) -> Outcome:
+    """Plan, create the folders (process 0 only), train chunk by chunk, and write the summaries.
+
+    `layout`: "folders", "table" or "auto" (optlab.sweep.store); `figures`: None (no per-configuration
+    figures), "all", or K (the best K by the --best metric, drawn afterwards).
+    """
     experiment = sweep.configs[0].experiment
     compile_cache.enable()
     metric = _check_metric(experiment, best)
+    figures = _check_figures(experiment, parse_figures(figures))
+    layout = layout_for(layout, len(sweep.configs))
     notices: list[str] = []
     chunks = plan(sweep, max_lanes, notices)
     sweep_id = f"sweep-{experiment}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
     writer = devices.is_writer()
     sweep_dir = results.create_run_dir(Path(out) / sweep_id) if writer else None
     run_ids = [_run_id(i, cfg, sweep) for i, cfg in enumerate(sweep.configs)]
-    dirs = [results.create_run_dir(sweep_dir / rid) if writer else None for rid in run_ids]
-    records = [RunRecord.create(d, cfg, rid, sweep_id=sweep_id) for d, cfg, rid in zip(dirs, sweep.configs, run_ids)]
+    kept = Store(sweep_dir, layout, sweep.configs, run_ids, sweep_id, figures)
     progress.start(sum(_units(c) for c in sweep.configs), f"sweep of {len(sweep.configs)}", metric)
     finished: set[int] = set()
     try:
         for chunk in chunks:
-            _run_chunk(chunk, sweep, records, devices_, progress, finished)
+            _run_chunk(chunk, sweep, kept, devices_, progress, finished)
+            kept.flush()
     except BaseException as e:
-        for i, record in enumerate(records):
+        for i in range(len(kept.records)):
             if i not in finished:
-                record.stop(e)
+                kept.stop(i, e)
+        kept.flush()
         raise
     finally:
         progress.stop()
-    rows = summary_rows(sweep, [r.record for r in records], dirs)
-    outcome = Outcome(sweep_dir, sweep_id, rows, notices=notices)
+    rows = summary_rows(sweep, [r.record for r in kept.records], kept.dirs)
+    if isinstance(figures, int):
+        kept.draw_best(sweep.configs, ranked(rows, metric), EXPERIMENTS[experiment].sweep.draw)
+        kept.flush()
+    outcome = Outcome(sweep_dir, sweep_id, rows, notices=notices, layout=layout)
     if best:
         outcome.best = pick_best(rows, metric)
     if sweep_dir:
-        write_outputs(sweep_dir, sweep, rows, metric, outcome.best)
+        write_outputs(sweep_dir, sweep, rows, metric, outcome.best, layout)
     return outcome
 
 
-def _run_chunk(chunk: Chunk, sweep: Sweep, records: list[RunRecord], devices_, progress, finished: set[int]) -> None:
+def _run_chunk(chunk: Chunk, sweep: Sweep, kept: Store, devices_, progress, finished: set[int]) -> None:
     """One program's configurations: metrics.json after every epoch (as a single run does), then their results."""
     cfgs = [sweep.configs[i] for i in chunk.indices]
     lanes = devices.Lanes.over(len(cfgs), devices_)
 
     def save_progress(j: int, history: dict, summary: dict, analysis: dict | None = None) -> None:
-        records[chunk.indices[j]].save_progress(history, summary, analysis)
+        kept.save_progress(chunk.indices[j], history, summary, analysis)
 
-    job_dirs = [records[i].run_dir for i in chunk.indices]
-    for i, result in zip(chunk.indices, chunk.job(cfgs, lanes, job_dirs, progress, save_progress)):
-        records[i].finish(result)
+    for i, result in zip(chunk.indices, chunk.job(cfgs, lanes, kept.job_dirs(chunk.indices), progress,
+                                                  save_progress)):
+        kept.finish(i, result)
         finished.add(i)
+
+
+def _check_figures(experiment: str, figures: str | int | None) -> str | int | None:
+    """--figures K needs the experiment's `Sweeping.draw` (figures from a finished record)."""
+    sweeping = EXPERIMENTS[experiment].sweep
+    if isinstance(figures, int) and sweeping is not None and sweeping.draw is None:
+        raise ConfigError(f"--figures {figures}: {experiment} draws its figures only while a configuration runs; "
+                          "use --figures all, or rerun the best with optlab run best.toml")
+    return figures
 
 
 def _units(cfg: RunConfig) -> int:

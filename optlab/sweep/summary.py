@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from optlab import plots, results
+from optlab.results.table import TABLE_FILE
 
 if TYPE_CHECKING:
     from optlab.sweep import Sweep
@@ -41,14 +42,23 @@ def score(row: Mapping[str, Any], metric: str) -> float:
 
 def pick_best(rows: Sequence[dict], metric: str) -> dict | None:
     """The configuration with the lowest metric; ties go to the setting with the lower mean over its seeds."""
-    means = {}
-    for key, members in _by_setting(rows).items():
-        means[key] = statistics.fmean(score(r, metric) for r in members)
-    ranked = sorted(range(len(rows)), key=lambda i: (score(rows[i], metric), means[_setting(rows[i])], i))
-    if not ranked or not np.isfinite(score(rows[ranked[0]], metric)):
+    order = ranked(rows, metric)
+    if not order:
         return None
-    best = rows[ranked[0]]
-    return best | {"seed_mean": means[_setting(best)], "metric": metric}
+    best = rows[order[0]]
+    return best | {"seed_mean": _seed_means(rows, metric)[_setting(best)], "metric": metric}
+
+
+def ranked(rows: Sequence[dict], metric: str) -> list[int]:
+    """Indices of the rows with a finite metric, best first (ties: the lower mean over seeds, then order)."""
+    means = _seed_means(rows, metric)
+    scores = [score(r, metric) for r in rows]
+    order = sorted(range(len(rows)), key=lambda i: (scores[i], means[_setting(rows[i])], i))
+    return [i for i in order if np.isfinite(scores[i])]
+
+
+def _seed_means(rows: Sequence[dict], metric: str) -> dict[str, float]:
+    return {key: statistics.fmean(score(r, metric) for r in members) for key, members in _by_setting(rows).items()}
 
 
 def _setting(row: Mapping[str, Any]) -> str:
@@ -134,7 +144,21 @@ def _label(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def write_outputs(sweep_dir: Path, sweep: Sweep, rows: Sequence[dict], metric: str, best: dict | None) -> None:
+def heatmap_title(sweep: Sweep, rows: Sequence[dict], metric: str, note: str) -> tuple[str, str]:
+    """The heat-map's title and colour-bar label: what is shown, over how many configurations, what red means."""
+    words = metric.replace("_", " ")
+    cfg = sweep.configs[0]
+    what = cfg.experiment + (f" {cfg.optimizer}" if "optimizer" not in sweep.varied and cfg.optimizer else "")
+    lower = "lower is better" + (", log scale" if "loss" in metric else "")
+    title = f"{what}: {words} of {len(rows):,} configurations" + (f" ({note})" if note else "")
+    diverged = sum(r["status"] != "completed" for r in rows)
+    if diverged:
+        title += f"\nred: diverged or no value ({diverged:,} configuration{'s' if diverged > 1 else ''})"
+    return title, f"{words} ({lower})"
+
+
+def write_outputs(sweep_dir: Path, sweep: Sweep, rows: Sequence[dict], metric: str, best: dict | None,
+                  layout: str = "folders") -> None:
     """summary.csv, summary.json, heatmap.png, and best.toml when a best configuration was asked for."""
     fixed = ("config", "path", "run_id", "status", *sweep.columns)
     columns = ["run_id", *sweep.columns, "status", *_unique([k for r in rows for k in r if k not in fixed])]
@@ -146,11 +170,13 @@ def write_outputs(sweep_dir: Path, sweep: Sweep, rows: Sequence[dict], metric: s
     results.write_atomic(sweep_dir / "summary.csv", buffer.getvalue().encode())
     results.write_json(sweep_dir / "summary.json", {
         "grid": {k: [_plain(v) for v in vs] for k, vs in sweep.grid.items()},
-        "metric": metric, "best": best and best["run_id"],
+        "metric": metric, "best": best and best["run_id"], "layout": layout,
+        **({"table": TABLE_FILE} if layout == "table" else {}),
         "runs": [{k: v for k, v in r.items() if k != "config"} for r in rows]})
     values, row_labels, col_labels, ylabel, xlabel, note = heatmap_grid(sweep, rows, metric)
+    title, colorbar = heatmap_title(sweep, rows, metric, note)
     plots.heatmap(sweep_dir / "heatmap.png", values, row_labels, col_labels, xlabel=xlabel, ylabel=ylabel,
-                  title=f"final {metric}" + (f" ({note})" if note else ""))
+                  title=title, log=True if "loss" in metric else None, colorbar_label=colorbar)
     if best:
         comment = (f"best of {sweep_dir.name} by {metric} = {best[metric]:.6g} "
                    f"(mean over its seeds {best['seed_mean']:.6g}): run {best['run_id']}\nrun it: optlab run best.toml")
