@@ -18,6 +18,7 @@ import numpy as np
 from optlab import plots, results
 from optlab.core import devices, optimizers, schedules
 from optlab.core.engine import TrainState, epoch_fn, init_state
+from optlab.data import datasets
 from optlab.errors import ConfigError
 from optlab.experiments._classify_loop import Checkpoints, Curvature, EpochLoop, Log, Program, epochs_text
 from optlab.experiments.contract import RunContext, RunResult
@@ -49,13 +50,18 @@ def hyperparams(cfg) -> dict:
 
 
 def loss_for(cfg, hp: dict):
-    """The training loss `loss(params, batch, key)`: mlp.loss with σ (input noise) and λ (weight
-    decay) read from `hp`, so that they may be traced. Whether each term is in the program at
-    all is static, decided by `cfg` (a sweep groups zero and non-zero values apart).
+    """The training loss `loss(params, batch, key)`: mlp.loss of the run's model, activation and objective
+    with σ (input noise) and λ (weight decay) read from `hp`, so that they may be traced. Whether each
+    term is in the program at all is static, decided by `cfg` (a sweep groups zero and non-zero values apart).
     """
-    return partial(mlp.loss, dropout=cfg.dropout,
+    return partial(mlp.loss, dropout=cfg.dropout, **mlp.network(cfg),
                    input_noise=hp["input_noise"] if cfg.input_noise > 0 else 0.0,
                    weight_decay=hp["weight_decay"] if cfg.weight_decay > 0 else 0.0)
+
+
+def evaluate_for(cfg):
+    """`evaluate(params, images, labels)`: mlp.evaluate of the run's model, activation and objective."""
+    return partial(mlp.evaluate, **mlp.network(cfg))
 
 
 def total_steps(cfg, n_train: int) -> int:
@@ -66,7 +72,8 @@ def initial_state(cfg, sizes, n_train: int, hp: dict) -> TrainState:
     """Parameters from the seed in `hp` and the init scaled by hp["init_scale"], and the optimizer state."""
     init_key, train_key = jax.random.split(jax.random.key(hp["seed"]))
     # Compiled, as it is inside a sweep's program: eager and compiled sampling differ in the last bit.
-    params = jax.jit(mlp.init, static_argnums=(1, 2))(init_key, tuple(sizes), cfg.init, hp["init_scale"])
+    init = partial(mlp.init, model=cfg.model)
+    params = jax.jit(init, static_argnums=(1, 2))(init_key, tuple(sizes), cfg.init, hp["init_scale"])
     return init_state(make_tx_for(cfg, total_steps(cfg, n_train)), params, hp, train_key)
 
 
@@ -112,8 +119,8 @@ def run_one(cfg, dataset, n_train: int, sizes, ctx: RunContext) -> RunResult:
     epoch = jax.jit(train_epoch(cfg, n_train, split and split.batch), donate_argnums=0,
                     **({"out_shardings": split.replicated} if split else {}))
     epoch = epoch.lower(state, hp, data.train_images, data.train_labels).compile()
-    evaluate = jax.jit(mlp.evaluate).lower(state.params, data.test_images, data.test_labels).compile()
-    evaluate_train = jax.jit(mlp.evaluate).lower(state.params, data.train_images, data.train_labels).compile()
+    evaluate = jax.jit(evaluate_for(cfg)).lower(state.params, data.test_images, data.test_labels).compile()
+    evaluate_train = jax.jit(evaluate_for(cfg)).lower(state.params, data.train_images, data.train_labels).compile()
     compile_time = time.perf_counter() - begin
 
     program = Program(
@@ -160,7 +167,7 @@ def run_lanes(cfgs, dataset, n_train: int, sizes, lanes, run_dirs, progress, sav
     # No donation: a constant schedule keeps hp["lr"] itself in the optimizer state.
     epoch = jax.jit(jax.vmap(train_epoch(cfg, n_train), in_axes=(0, 0, None, None)),
                     out_shardings=lanes.sharded).lower(state, hp, images, labels).compile()
-    evaluate = jax.jit(jax.vmap(mlp.evaluate, in_axes=(0, None, None)), out_shardings=lanes.sharded)
+    evaluate = jax.jit(jax.vmap(evaluate_for(cfg), in_axes=(0, None, None)), out_shardings=lanes.sharded)
     evaluate_train = evaluate.lower(state.params, images, labels).compile()
     evaluate_test = evaluate.lower(state.params, test_images, test_labels).compile()
     compile_time = time.perf_counter() - begin
@@ -201,27 +208,36 @@ def lane_bytes(cfg, n_train: int, n_test: int, sizes) -> int:
     parameters with optimizer state and gradients, a minibatch's activations, and the
     activations of evaluating the larger of the training and test sets at once."""
     width = sum(sizes[1:])
-    return 4 * (6 * mlp.param_count(sizes) + 4 * cfg.batch_size * width + 2 * max(n_train, n_test) * width)
+    return 4 * (6 * mlp.param_count(sizes, cfg.model) + 4 * cfg.batch_size * width + 2 * max(n_train, n_test) * width)
 
 
 def _figures(run_dir, cfg, history, snapshots, active, dead, measured_on: str) -> dict[str, dict]:
     """The run's figures and what each holds: the weights entry lists exactly the epochs it draws."""
-    title = f"{cfg.experiment} {'-'.join(map(str, cfg.hidden))} {cfg.optimizer} η={cfg.lr:g} {cfg.lr_schedule}"
+    title = f"{cfg.experiment} {_network_label(cfg)} {cfg.optimizer} η={cfg.lr:g} {cfg.lr_schedule}"
     last, figures = int((history["epoch"] or [0])[-1]), {}  # the history keeps epochs as floats
     if history["epoch"]:
         plots.learning_curves(run_dir / "learning_curves.png", history, title=title)
         figures["learning_curves"] = results.figure_entry(
             "learning_curves.png", f"training and test loss and error, and the learning rate, over {last} epochs")
-    plots.sparsity(run_dir / "sparsity.png", active, dead, title="how often each hidden unit is active (test set)")
-    figures["sparsity"] = results.figure_entry(
-        "sparsity.png", f"per hidden layer, how often each unit is active on the {measured_on}, after epoch {last}; "
-        "dead units in red", epoch=last, measured_on=measured_on)
-    if snapshots:
+    if active:  # a model without hidden layers (linear) has no units to be active
+        plots.sparsity(run_dir / "sparsity.png", active, dead, title="how often each hidden unit is active (test set)")
+        figures["sparsity"] = results.figure_entry(
+            "sparsity.png", f"per hidden layer, how often each unit is active (h > 0) on the {measured_on}, after "
+            f"epoch {last}; dead units in red", epoch=last, measured_on=measured_on)
+    shape = datasets.image_shape(cfg.experiment, cfg.data_dir)
+    if snapshots and len(shape) == 2:  # weights as pictures only where the inputs are 2-D images
         drawn, units = sorted(snapshots), snapshots[min(snapshots)].shape[0]
-        side = int(round(np.sqrt(snapshots[min(snapshots)].shape[1])))
-        plots.weight_tiles(run_dir / "weights.png", snapshots, image_shape=(side, side),
+        plots.weight_tiles(run_dir / "weights.png", snapshots, image_shape=shape,
                            title=f"first-layer weights W1 ({units} units)")
         figures["weights"] = results.figure_entry(
             "weights.png", f"first-layer weights W1 of the {units} hidden units as images, after {epochs_text(drawn)}",
             epochs=drawn)
     return figures
+
+
+def _network_label(cfg) -> str:
+    """"784-225-225-10"-like hidden widths, with the model, activation and loss where they are not the defaults."""
+    from optlab.config import FIELDS
+
+    parts = ["-".join(map(str, cfg.hidden))] if cfg.model == FIELDS["model"].default else [cfg.model]
+    return " ".join(parts + [getattr(cfg, k) for k in ("activation", "loss") if getattr(cfg, k) != FIELDS[k].default])
