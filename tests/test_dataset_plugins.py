@@ -5,6 +5,7 @@ training would trip over are refused in one line that names the dataset."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -137,3 +138,24 @@ def test_classes_must_be_a_count():
     with pytest.raises(ValueError, match="classes must be an integer ≥ 2, got 1"):
         optlab.dataset("test-one-class", help="", classes=1)
     assert "test-one-class" not in datasets.DATASETS
+
+
+def readme_example() -> str:
+    """The README's dataset plug-in example: the Python block after its `<!-- dataset example -->` marker."""
+    text = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    block = text.split("<!-- dataset example -->", 1)[1].split("```python\n", 1)[1]
+    return block.split("```", 1)[0]
+
+
+@pytest.mark.slow
+def test_the_readmes_dataset_example_trains_with_hidden_32(tmp_path):
+    exec(compile(readme_example(), "README.md", "exec"), {})
+    try:
+        assert datasets.image_shape("digits") == (8, 8) and datasets.load("digits").train_images.dtype == np.float32
+        ran = cli("run", "digits", "--hidden", "32", "--epochs", "5", "--lr", "0.01", "--run-dir", tmp_path / "run", "-q")
+        assert ran.exit_code == 0, ran.output
+        record = results.read_metrics(tmp_path / "run")
+    finally:
+        datasets.DATASETS.unregister("digits")
+    assert results.load_params(tmp_path / "run")["0/w"].shape == (32, 64)
+    assert record["summary"]["test_error"] < 0.1  # ten strokes in noise of σ = 0.3: chance is 0.9
