@@ -152,7 +152,8 @@ def test_the_readmes_dataset_example_trains_with_hidden_32(tmp_path):
     exec(compile(readme_example(), "README.md", "exec"), {})
     try:
         assert datasets.image_shape("digits") == (8, 8) and datasets.load("digits").train_images.dtype == np.float32
-        ran = cli("run", "digits", "--hidden", "32", "--epochs", "5", "--lr", "0.01", "--run-dir", tmp_path / "run", "-q")
+        ran = cli("run", "digits", "--hidden", "32", "--epochs", "5", "--lr", "0.01", "--run-dir", tmp_path / "run",
+                  "-q")
         assert ran.exit_code == 0, ran.output
         record = results.read_metrics(tmp_path / "run")
     finally:

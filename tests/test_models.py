@@ -101,6 +101,20 @@ def test_a_model_without_init_or_apply_is_refused():
     assert "half" not in models.MODELS
 
 
+def test_a_sweep_runs_each_model_activation_and_loss_as_its_own_program():
+    """They are static (a different program each), unlike the seed and the step size (lanes of one program)."""
+    from optlab.sweep import grid
+
+    base = [config.Layer({"experiment": "mnist"}, "flag")]
+    swept = grid.build(base, [config.Layer({"activation": "relu,tanh", "loss": "cross-entropy,squared-error",
+                                            "model": "mlp,linear", "seed": "0..1", "lr": "1e-3,1e-2"}, "flag")])
+    assert len(swept.configs) == 32
+    groups = grid.groups(swept.configs)
+    assert len(groups) == 8 and all(len(g) == 4 for g in groups)
+    for g in groups:
+        assert len({(swept.configs[i].activation, swept.configs[i].loss, swept.configs[i].model) for i in g}) == 1
+
+
 # ---- plug-ins in a run ---------------------------------------------------------------------------
 
 
@@ -205,3 +219,23 @@ def test_a_trained_identity_network_is_the_affine_map_of_its_multiplied_out_weig
     np.testing.assert_allclose(np.asarray(outputs, np.float64), affine, atol=1e-5 * scale)
     assert len(hidden) == 2 and math.isclose(outcome.record["summary"]["test_error"],
                                              float(np.mean(affine.argmax(1) != test_labels)), abs_tol=1e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("curvature", ["hessian", "ggn"])
+def test_analyze_reads_the_runs_model_and_loss_linear_squared_error_has_the_data_covariance_hessian(
+        blob_dataset, curvature):
+    """½‖Wx + b − e_y‖² averaged over N is quadratic in (W, b): its Hessian (= its Gauss–Newton matrix) is
+    I_classes ⊗ X̃ᵀX̃/N, X̃ = [x, 1], whatever the parameters. Cross-entropy's would depend on them."""
+    from optlab.experiments import AnalyzeOptions, classify
+
+    rng = np.random.default_rng(5)
+    saved = {"0/w": rng.standard_normal((3, 64)).astype(np.float32), "0/b": np.zeros(3, np.float32)}
+    record = {"experiment": blob_dataset, "config": {"model": "linear", "loss": "squared-error", "weight_decay": 0.0}}
+    report = classify.analyze(record, saved, AnalyzeOptions(k=3, subset=60, probes=2, curvature=curvature))
+    images = blobs()[0][:60].reshape(60, -1) / 255.0
+    x = np.hstack([images, np.ones((60, 1))])
+    top = np.linalg.eigvalsh(x.T @ x / 60)[-1]
+    assert report["n_params"] == 3 * 65
+    assert report["lambda_max"] == pytest.approx(top, rel=1e-4)
+    assert report["top_eigenvalues"][:3] == pytest.approx([top] * 3, rel=1e-3)  # one copy per class

@@ -150,7 +150,7 @@ def _layers(saved: Mapping[str, np.ndarray]) -> list[dict]:
 
 def analyze(record: dict, saved: Mapping[str, Any], options: AnalyzeOptions) -> dict:
     """Lanczos, Hutchinson and SLQ on the clean training loss of the first `options.subset` images:
-    of its Hessian, or of its Gauss–Newton matrix (logits f, softmax cross-entropy L, weight decay whole)."""
+    of its Hessian, or of its Gauss–Newton matrix (outputs f of the run's model, L its --loss, weight decay whole)."""
     import jax.numpy as jnp
     from jax.tree_util import Partial
 
