@@ -292,11 +292,13 @@ class Layer:
     """Raw settings from one source; `label(key)` says where a value came from, for errors."""
 
     values: Mapping[str, Any]
-    source: str  # "flag", "set", or a file name
+    source: str  # "flag", "set", "keyword" (Python keyword arguments: optlab.api), or a file name
 
     def label(self, key: str) -> str:
         if self.source == "flag":
             return flag(key)
+        if self.source == "keyword":
+            return f"{key}="
         if self.source == "set":
             return f"--set {key}"
         return f"{key} in {self.source}"

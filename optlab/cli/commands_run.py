@@ -39,7 +39,7 @@ def run_command(
 
     The run folder's path is the last line printed on stdout.
     """
-    from optlab.runs import resolve, runner  # imports the experiments and JAX: only now that there is work
+    from optlab.runs import resolve, runner, sources  # imports the experiments and JAX: only now that there is work
 
     flags = dict(settings or {})
     if resume is not None:
@@ -53,7 +53,7 @@ def run_command(
     elif target is None:
         raise ConfigError("missing EXPERIMENT or FILE.toml (see optlab list), or --resume RUN_DIR")
     else:
-        layers = [_target_layer(target)]
+        layers = [sources.target_layer(target)]
         if config_file is not None:
             layers.append(config.read_toml(config_file))
         layers += [config.parse_sets(sets), config.Layer(flags, "flag")]
@@ -65,12 +65,6 @@ def run_command(
     print(outcome.run_dir)
     if outcome.status != "completed":
         raise typer.Exit(EXIT_DIVERGED)
-
-
-def _target_layer(target: str) -> config.Layer:
-    if target.endswith(".toml") or Path(target).is_file():
-        return config.read_toml(Path(target))
-    return config.Layer({"experiment": target}, "argument")
 
 
 def summary_line(record: dict) -> str:
