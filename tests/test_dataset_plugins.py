@@ -62,7 +62,7 @@ def test_a_registered_dataset_is_an_experiment_listed_until_it_is_unregistered(r
 
 
 @pytest.mark.slow
-def test_8x8_images_run_sweep_analyze_and_compare(register, tmp_path):
+def test_8x8_images_run_sweep_analyze_compare_and_report(register, tmp_path):
     name = register("test-digits", digits)
     run_dir = tmp_path / "run"
     ran = cli("run", name, "--hidden", "8", "--epochs", "2", "--batch-size", "25", "--run-dir", run_dir, "-q")
@@ -89,6 +89,9 @@ def test_8x8_images_run_sweep_analyze_and_compare(register, tmp_path):
     compared = cli("compare", tmp_path, "--format", "csv", "--no-figures")
     assert compared.exit_code == 0, compared.output
     assert len([row for row in compared.output.splitlines() if name in row]) == 3
+    reported = cli("report", run_dir, "--out", tmp_path / "report.html")
+    assert reported.exit_code == 0, reported.output
+    assert record["run_id"] in (tmp_path / "report.html").read_text(encoding="utf-8")
 
 
 @pytest.mark.slow
