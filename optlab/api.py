@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from optlab.errors import ResultsError
@@ -32,16 +33,19 @@ if TYPE_CHECKING:
 __all__ = ["Run", "compare", "load", "run", "sweep"]
 
 
-def run(target: str | os.PathLike, *, progress: bool = False, overwrite: bool = False, **settings: Any) -> Run:
+def run(target: str | os.PathLike, *, plugins: Sequence[str | os.PathLike] = (), progress: bool = False,
+        overwrite: bool = False, **settings: Any) -> Run:
     """Run one experiment as `optlab run TARGET --KEY VALUE ...` does, and return its Run.
 
     `target`: an experiment (`optlab list`) or an experiment file FILE.toml (keywords win over it).
+    `plugins`: plug-in files to load first, as `--plugin FILE.py` (each once per process).
     The run goes to `out`/RUN_ID (default results/) or exactly `run_dir`; `overwrite=True` replaces
     an existing `run_dir` (--overwrite). The run's notes (the CLI's `note:` lines) are issued as
     warnings and kept on `Run.notes`.
     """
     from optlab.runs import resolve, runner, sources  # imports the experiments, and runner JAX: only now
 
+    load_plugins(plugins)
     cfg = resolve.resolve([sources.target_layer(target), sources.keyword_layer(settings)])
     try:
         outcome = runner.run(cfg, quiet=not progress, overwrite=overwrite)
@@ -54,12 +58,24 @@ def run(target: str | os.PathLike, *, progress: bool = False, overwrite: bool = 
     return Run(outcome.run_dir, read_metrics(outcome.run_dir), tuple(outcome.notes))  # the file's dict, as written
 
 
-def sweep(target: str | os.PathLike, *, best: str | None = None, chunk: int | None = None,
-          progress: bool = False, **settings: Any) -> SweepResult:
-    """Train a grid as `optlab sweep` does; see optlab.sweep.call.sweep. Returns a SweepResult."""
+def sweep(target: str | os.PathLike, *, plugins: Sequence[str | os.PathLike] = (), best: str | None = None,
+          chunk: int | None = None, progress: bool = False, **settings: Any) -> SweepResult:
+    """Train a grid as `optlab sweep` does; see optlab.sweep.call.sweep. Returns a SweepResult.
+
+    `plugins`: plug-in files to load first, as `--plugin FILE.py`."""
     from optlab.sweep.call import sweep as run_sweep
 
+    load_plugins(plugins)
     return run_sweep(target, best=best, chunk=chunk, progress=progress, **settings)
+
+
+def load_plugins(paths: Sequence[str | os.PathLike]) -> None:
+    """Load plug-in files as `--plugin` does; a bad one raises its one-line ConfigError naming `plugins=`."""
+    from optlab import plugins
+
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    plugins.load_files(paths, "plugins=")
 
 
 def compare(paths: Any, *, group_by_seed: bool = False, sort: str | None = None,

@@ -18,6 +18,7 @@ from rich.progress import (
 )
 
 from optlab.cli.app import app
+from optlab.cli.options import plugin_option
 from optlab.errors import ConfigError, OptlabError, ResultsError
 from optlab.reporting import compare as cmp
 from optlab.reporting import tables
@@ -164,6 +165,7 @@ def reproduce(
         "--only", metavar="PART", help="Run and show only these parts of the lecture: tiny (seconds), mnist "
         "(minutes on a CPU), saddles, signals; comma-separated or repeated. Default: every file in DIR.")
     ] = [],  # noqa: B006 (Typer's default; never mutated)
+    plugin: Annotated[list[str], plugin_option(annotated=True)] = [],  # noqa: B006 (Typer's default; never mutated)
 ) -> None:
     """Run the experiment files into one results folder, then write the lecture's page: section by section,
     in the lecture's order, its claim, the number optlab measured for it and its figures; the runs table last."""

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from optlab import config
 from optlab.cli.app import app
-from optlab.cli.options import SettingsCommand, completer, with_settings
+from optlab.cli.options import SettingsCommand, completer, plugin_option, with_settings
 from optlab.errors import ConfigError
 
 EXIT_DIVERGED = 1
@@ -34,6 +34,7 @@ def run_command(
                                             "(with --data-dir if its data have moved)"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --run-dir"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress output"),
+    plugin: list[str] = plugin_option(),
 ) -> None:
     """Run one experiment and write its folder: metrics.json, figures, params.npz.
 
@@ -75,8 +76,16 @@ def summary_line(record: dict) -> str:
 
 
 @app.command("list")
-def list_command() -> None:
-    """Show every registered experiment, optimizer, schedule, initialisation, model, activation and loss."""
+def list_command(plugin: list[str] = plugin_option()) -> None:
+    """Show every registered experiment, optimizer, schedule, initialisation, model, activation and loss (with the
+    plug-ins').
+
+    An optimizer's own settings (a plug-in factory's keywords, `--set KEY=VALUE`) are listed with
+    their defaults; what a plug-in registered is marked with its file.
+    """
+    from rich.markup import escape
+
+    from optlab import plugins
     from optlab.core.optimizers import OPTIMIZERS
     from optlab.core.schedules import SCHEDULES
     from optlab.experiments import EXPERIMENTS
@@ -91,6 +100,11 @@ def list_command() -> None:
                             ("losses (--loss)", LOSSES)):
         table = Table(title=title, title_justify="left", show_header=False, box=None, padding=(0, 2))
         for entry in registry:
-            table.add_row(f"[bold]{entry.name}[/]", entry.help)
-        stdout.print(table)
+            text = escape(entry.help)
+            own = getattr(entry.value, "settings", ())
+            if registry is OPTIMIZERS and own:
+                text += escape(f"; settings (--set KEY=VALUE): {', '.join(s.shown() for s in own)}")
+            source = plugins.origin(registry, entry.name)
+            table.add_row(f"[bold]{entry.name}[/]", text + (f" [dim]\\[plug-in {escape(source)}][/]" if source else ""))
+        stdout.print(table, soft_wrap=True)
         stdout.print()

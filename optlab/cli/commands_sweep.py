@@ -19,7 +19,7 @@ from rich.table import Table
 
 from optlab import config
 from optlab.cli.app import app
-from optlab.cli.options import SettingsCommand, completer, with_settings
+from optlab.cli.options import SettingsCommand, completer, plugin_option, with_settings
 from optlab.errors import ConfigError
 
 stdout = Console(highlight=False)
@@ -45,6 +45,7 @@ def sweep_command(
     process_id: int | None = typer.Option(None, "--process-id", min=0, metavar="I",
                                           help="multi-host: this process's rank"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress output"),
+    plugin: list[str] = plugin_option(),
 ) -> None:
     """Train every combination of the listed values; array-valued settings share one compiled program.
 
