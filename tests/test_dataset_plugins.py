@@ -151,15 +151,19 @@ def readme_example() -> str:
 
 
 @pytest.mark.slow
-def test_the_readmes_dataset_example_trains_with_hidden_32(tmp_path):
-    exec(compile(readme_example(), "README.md", "exec"), {})
+def test_the_readmes_dataset_example_trains_with_hidden_32_as_a_plugin_file(tmp_path):
+    from optlab import plugins
+
+    file = tmp_path / "digits.py"
+    file.write_text(readme_example(), encoding="utf-8")
     try:
-        assert datasets.image_shape("digits") == (8, 8) and datasets.load("digits").train_images.dtype == np.float32
-        ran = cli("run", "digits", "--hidden", "32", "--epochs", "5", "--lr", "0.01", "--run-dir", tmp_path / "run",
-                  "-q")
+        ran = cli("run", "digits", "--plugin", file, "--hidden", "32", "--epochs", "5", "--lr", "0.01",
+                  "--run-dir", tmp_path / "run", "-q")
         assert ran.exit_code == 0, ran.output
-        record = results.read_metrics(tmp_path / "run")
+        assert datasets.image_shape("digits") == (8, 8) and datasets.load("digits").train_images.dtype == np.float32
     finally:
-        datasets.DATASETS.unregister("digits")
+        plugins.forget()
+    assert "digits" not in datasets.DATASETS and "digits" not in EXPERIMENTS  # forgotten, its experiment with it
+    record = results.read_metrics(tmp_path / "run")
     assert results.load_params(tmp_path / "run")["0/w"].shape == (32, 64)
     assert record["summary"]["test_error"] < 0.1  # ten strokes in noise of σ = 0.3: chance is 0.9
