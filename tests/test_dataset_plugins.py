@@ -167,3 +167,9 @@ def test_the_readmes_dataset_example_trains_with_hidden_32_as_a_plugin_file(tmp_
     record = results.read_metrics(tmp_path / "run")
     assert results.load_params(tmp_path / "run")["0/w"].shape == (32, 64)
     assert record["summary"]["test_error"] < 0.1  # ten strokes in noise of σ = 0.3: chance is 0.9
+
+
+def test_a_dataset_named_like_an_experiment_registers_neither():
+    with pytest.raises(ValueError, match="tiny"):
+        optlab.dataset("tiny", help="clashes with the tiny experiment")(digits)
+    assert "tiny" not in datasets.DATASETS and "clashes" not in EXPERIMENTS.entry("tiny").help  # tiny is still tiny

@@ -130,8 +130,12 @@ class DatasetRegistry(Registry[DatasetSpec]):
 
     def register(self, name: str, help: str, value: DatasetSpec) -> DatasetSpec:
         super().register(name, help, value)
-        for added, _ in self._watchers:
-            added(self.entry(name))
+        try:
+            for added, _ in self._watchers:
+                added(self.entry(name))
+        except Exception:  # e.g. an experiment of that name exists already: register neither
+            super().unregister(name)
+            raise
         return value
 
     def unregister(self, name: str) -> DatasetSpec:
