@@ -23,6 +23,10 @@ _EXPORTS = {
     "schedule": "optlab.core.schedules:schedule",
     "init": "optlab.problems.inits:init",
     "experiment": "optlab.experiments.contract:experiment",
+    "dataset": "optlab.data.datasets:dataset",
+    "model": "optlab.problems.models:model",
+    "loss": "optlab.problems.losses:loss",
+    "activation": "optlab.problems.activations:activation",
     # what a plug-in experiment builds, returns and receives
     "transformation": "optlab.core.optimizers:transformation",
     "Experiment": "optlab.experiments.contract:Experiment",

@@ -243,6 +243,12 @@ class RunConfig:
                                       sweep_metavar="N,N;…")
     init: str = setting("he", name, "weight initialisation", "NAME", choices="optlab.problems.inits:INITS")
     init_scale: float = setting(1.0, positive, "multiplies the init's standard deviation", "FLOAT")
+    model: str = setting("mlp", name, "the network: a pair of functions init, apply (optlab.problems.models)",
+                         "NAME", choices="optlab.problems.models:MODELS")
+    activation: str = setting("relu", name, "the hidden units' nonlinearity φ", "NAME",
+                              choices="optlab.problems.activations:ACTIVATIONS")
+    loss: str = setting("cross-entropy", name, "the training objective on the network's outputs", "NAME",
+                        choices="optlab.problems.losses:LOSSES")
     input_noise: float = setting(0.0, non_negative, "σ of Gaussian noise added to the inputs in training", "SIGMA")
     dropout: float = setting(0.0, unit_interval, "dropout probability on hidden units", "P")
     weight_decay: float = setting(0.0, non_negative, "L2 penalty (λ/2)‖W‖² on the weights", "FLOAT")
@@ -256,7 +262,7 @@ class RunConfig:
         None, number_list(count(100_000), None, "comma-separated epochs (e.g. --analyze 1,10,50)"),
         "Hessian spectrum (Lanczos) after these epochs, e.g. 1,10,50", "EPOCHS", grid="lists", commands=("run",))
     data_dir: str | None = setting(None, optional_path, "folder holding the dataset files", "DIR", grid="fixed")
-    # the signals experiment (its --init and --init-scale take lists)
+    # the signals experiment (its --init, --init-scale and --activation take lists)
     depth: tuple[int, ...] = setting((2, 5, 10, 20), lambda raw: int_range(raw, 1, 1000),
                                      "network depths, a list or a range A..B", "N|A..B", grid="lists")
     width: int = setting(256, count(100_000), "width of every hidden layer", "INT", grid="ints")

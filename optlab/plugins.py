@@ -173,8 +173,11 @@ def _registering(plugin: Plugin, execute, where: str, file: str | None) -> None:
 
 def _registries() -> list[Registry]:
     """Every registry whose names a setting takes (config's `choices`), imported now so that optlab's own
-    entries are registered before a plug-in runs and are never counted as the plug-in's."""
-    out: list[Registry] = []
+    entries are registered before a plug-in runs and are never counted as the plug-in's; and the datasets
+    first (no setting's choice, but each is an experiment, which unregistering the dataset takes with it)."""
+    from optlab.data.datasets import DATASETS
+
+    out: list[Registry] = [DATASETS]
     for spec in config.SETTINGS.values():
         registry = config.choices(spec)
         if registry is not None and all(registry is not r for r in out):

@@ -52,7 +52,7 @@ def test_sections_follow_the_lecture_and_name_the_repository_experiment_files() 
     assert [s.part for s in lecture.SECTIONS] == ["tiny"] * 10 + ["mnist"] * 3 + ["saddles", "signals"]
     shipped = {f.stem for f in REPO_EXPERIMENTS.glob("*.toml")}
     assert set(lecture.files(lecture.SECTIONS)) <= shipped  # every file a section reads is shipped
-    assert shipped - set(lecture.files(lecture.SECTIONS)) == {"mnist-hessian-free"}  # goes under "Further"
+    assert shipped - set(lecture.files(lecture.SECTIONS)) == {"mnist-hessian-free", "mnist-identity", "mnist-linear"}
     assert lecture.files(lecture.sections(["signals", "saddles"])) == [
         "tiny-newton-saddle", "tiny-saddle-free-newton", "tiny-newton", "signals"]
 
@@ -226,7 +226,7 @@ def test_a_small_lecture_prints_the_numbers_of_its_runs(tmp_path: Path) -> None:
         measured_line(page, "mnist-sparsity")
     assert "W1 is drawn after epochs 1, 2;" in measured_line(page, "mnist-weights")
 
-    lines = {line["init"]: line for line in sig["summary"]["lines"]}
+    lines = {line["init"]: line for line in sig["summary"]["lines"] if line["activation"] == "relu"}  # the lecture's
     signals = measured_line(page, "signals")
     for init in ("glorot", "he"):
         assert (f"{init}×1 {lecture.fmt(lines[init]['forward_factor'])} "

@@ -298,7 +298,7 @@ def test_input_noise_is_fresh_normal_per_pixel_per_step(monkeypatch):
     sigma, steps, batch, dim = 0.3, 8, 100, 784
     seen = []
 
-    def capture(params, x, dropout=0.0, key=None):
+    def capture(params, x, dropout=0.0, key=None, **network):
         seen.append(np.asarray(x, np.float64))
         return jnp.zeros((x.shape[0], 10)), []
 

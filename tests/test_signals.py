@@ -27,7 +27,8 @@ def run_signals(tmp_path: Path, **settings) -> dict:
 @pytest.fixture(scope="module")
 def deep(tmp_path_factory) -> dict:
     """20 ReLU layers of 256 units, every init at scales 0.5, 1, 2 (synthetic data unless MNIST is found)."""
-    return run_signals(tmp_path_factory.mktemp("signals"), depth="20", init="glorot,he,normal", init_scale="0.5,1,2")
+    return run_signals(tmp_path_factory.mktemp("signals"), depth="20", activation="relu", init="glorot,he,normal",
+                       init_scale="0.5,1,2")
 
 
 def line(record: dict, init: str, scale: float) -> dict:
@@ -55,13 +56,40 @@ def test_every_lines_per_layer_factor_is_scale_times_root_g_over_2(deep, init, s
     assert found["backward_factor"] == pytest.approx(found["theory_factor"], rel=0.10)
 
 
-def test_every_depth_init_and_scale_is_a_row_and_the_figure_is_written(tmp_path):
+def test_every_depth_activation_init_and_scale_is_a_row_and_the_figure_is_written(tmp_path):
     record = run_signals(tmp_path, depth="2..4", init="he,glorot", init_scale="1", width="32", batch_size="16")
-    assert record["history"]["depth"] == [2, 2, 3, 3, 4, 4]
-    assert [len(s) for s in record["history"]["activation_std"]] == [2, 2, 3, 3, 4, 4]
+    assert record["history"]["depth"] == [2] * 4 + [3] * 4 + [4] * 4
+    assert record["history"]["activation"] == ["relu", "relu", "tanh", "tanh"] * 3  # the default: both
+    assert [len(s) for s in record["history"]["activation_std"]] == [2] * 4 + [3] * 4 + [4] * 4
+    assert [(f["activation"], f["init"]) for f in record["summary"]["lines"]] == [
+        ("relu", "he"), ("relu", "glorot"), ("tanh", "he"), ("tanh", "glorot")]
+    assert record["figures"]["signals"]["activations"] == ["relu", "tanh"]
     assert list(record["config"]["depth"]) == [2, 3, 4] and list(record["config"]["init"]) == ["he", "glorot"]
     assert (tmp_path / "run" / "signals.png").read_bytes()[:4] == b"\x89PNG"
     assert "images" in json.loads((tmp_path / "run" / "metrics.json").read_text())["analysis"]["data"]
+
+
+def test_with_tanh_glorots_init_keeps_the_signal_and_hes_explodes_the_gradient(tmp_path):
+    """Glorot & Bengio (2010): tanh is linear near 0 (gain c = 1), so Glorot's g = 1 keeps the scale where it
+    decays as (1/√2)ˡ under ReLU; He's g = 2 makes tanh saturate forward and the gradient grow towards the input."""
+    record = run_signals(tmp_path, depth="20", activation="tanh,relu", init="glorot,he", init_scale="1")
+    tanh_glorot = next(f for f in record["summary"]["lines"] if f["activation"] == "tanh" and f["init"] == "glorot")
+    relu_glorot = next(f for f in record["summary"]["lines"] if f["activation"] == "relu" and f["init"] == "glorot")
+    tanh_he = next(f for f in record["summary"]["lines"] if f["activation"] == "tanh" and f["init"] == "he")
+    assert tanh_glorot["theory_factor"] == 1.0 and tanh_he["theory_factor"] == pytest.approx(np.sqrt(2))
+    assert tanh_glorot["forward_factor"] == pytest.approx(1.0, abs=0.1)
+    assert tanh_glorot["activation_std_last_over_first"] > 100 * relu_glorot["activation_std_last_over_first"]
+    assert tanh_he["grad_norm_first_over_last"] > 2  # backward, tanh with g = 2 is past the edge of chaos
+
+
+def test_an_activation_without_a_gain_has_no_theory_and_an_unknown_one_is_refused(tmp_path):
+    record = run_signals(tmp_path, depth="3", width="16", batch_size="16", activation="sigmoid", init="he",
+                         init_scale="1")
+    assert np.isnan(record["summary"]["lines"][0]["theory_factor"])
+    written = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert written["summary"]["lines"][0]["theory_factor"] is None  # JSON has no NaN
+    result = CliRunner().invoke(app, ["run", "signals", "--activation", "relu,tnah", "--out", str(tmp_path / "x")])
+    assert result.exit_code == 2 and "unknown activation 'tnah'; did you mean 'tanh'?" in result.output
 
 
 @pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason="real MNIST not present")

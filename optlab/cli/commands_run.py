@@ -77,7 +77,8 @@ def summary_line(record: dict) -> str:
 
 @app.command("list")
 def list_command(plugin: list[str] = plugin_option()) -> None:
-    """Show every registered experiment, optimizer, schedule and initialisation (with the plug-ins').
+    """Show every registered experiment, optimizer, schedule, initialisation, model, activation and loss (with the
+    plug-ins').
 
     An optimizer's own settings (a plug-in factory's keywords, `--set KEY=VALUE`) are listed with
     their defaults; what a plug-in registered is marked with its file.
@@ -88,10 +89,15 @@ def list_command(plugin: list[str] = plugin_option()) -> None:
     from optlab.core.optimizers import OPTIMIZERS
     from optlab.core.schedules import SCHEDULES
     from optlab.experiments import EXPERIMENTS
+    from optlab.problems.activations import ACTIVATIONS
     from optlab.problems.inits import INITS
+    from optlab.problems.losses import LOSSES
+    from optlab.problems.models import MODELS
 
     for title, registry in (("experiments", EXPERIMENTS), ("optimizers", OPTIMIZERS),
-                            ("schedules (--lr-schedule)", SCHEDULES), ("initialisations (--init)", INITS)):
+                            ("schedules (--lr-schedule)", SCHEDULES), ("initialisations (--init)", INITS),
+                            ("models (--model)", MODELS), ("activations (--activation)", ACTIVATIONS),
+                            ("losses (--loss)", LOSSES)):
         table = Table(title=title, title_justify="left", show_header=False, box=None, padding=(0, 2))
         for entry in registry:
             text = escape(entry.help)

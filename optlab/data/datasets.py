@@ -11,14 +11,26 @@ Each file is looked for, in this order, in
   3. the user cache            platformdirs.user_cache_dir("optlab")/<dataset>
   4. the system copies         /usr/share/datasets/<dataset> (Debian: package dataset-fashion-mnist)
 and whatever is found nowhere is downloaded from the mirrors into the cache, with SHA-256 checks.
+
+A plug-in dataset is a function that returns the arrays, registered with `dataset` (`@optlab.dataset`):
+
+    @optlab.dataset("digits", help="scikit-learn's 8x8 digits", classes=10)
+    def digits():
+        return train_images, train_labels, test_images, test_labels
+
+images (N, ...) of any shape, uint8 or floats in [0, 1]; integer labels (N,) in [0, classes). It is
+called once per process, when a run first needs it, and its arrays are checked (`checked_arrays`).
+Each registered dataset is also an experiment, `optlab run NAME` (optlab.experiments.classify).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -57,13 +69,18 @@ class DataFile:
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """A dataset: its four files (in ROLES order), mirrors (URL prefixes ending in /), image size."""
+    """A dataset: its four files (in ROLES order), mirrors (URL prefixes ending in /), image size.
+
+    A plug-in's has no files: its `loader` returns the arrays, and its image shape (None here) is
+    known once they are loaded.
+    """
 
     name: str
     files: tuple[DataFile, ...]
     mirrors: tuple[str, ...]
-    image_shape: tuple[int, int] = (28, 28)
+    image_shape: tuple[int, ...] | None = (28, 28)
     classes: int = 10
+    loader: Callable[[], Any] | None = None
 
     def file(self, role: str) -> DataFile:
         return next(f for f in self.files if f.role == role)
@@ -88,7 +105,8 @@ class FileStatus:
 
 @dataclass(frozen=True)
 class Dataset:
-    """A loaded dataset: uint8 images (N, 28, 28), uint8 labels (N,) in 0..9, and where they came from."""
+    """A loaded dataset: images (N, ...) (uint8, or float32 in [0, 1] from a plug-in), integer labels (N,)
+    below the class count, and where they came from."""
 
     name: str
     train_images: np.ndarray
@@ -98,7 +116,51 @@ class Dataset:
     source: str
 
 
-DATASETS = Registry[DatasetSpec]("dataset")
+class DatasetRegistry(Registry[DatasetSpec]):
+    """The datasets' Registry, telling its watchers of each dataset added or removed: every dataset is also
+    an experiment (optlab.experiments.classify watches), and this module may not import that one."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(kind)
+        self._watchers: list[tuple[Callable[[Any], None], Callable[[str], None]]] = []
+
+    def watch(self, added: Callable[[Any], None], removed: Callable[[str], None]) -> None:
+        """Call `added(entry)` after each registration from now on and `removed(name)` after each removal."""
+        self._watchers.append((added, removed))
+
+    def register(self, name: str, help: str, value: DatasetSpec) -> DatasetSpec:
+        super().register(name, help, value)
+        try:
+            for added, _ in self._watchers:
+                added(self.entry(name))
+        except Exception:  # e.g. an experiment of that name exists already: register neither
+            super().unregister(name)
+            raise
+        return value
+
+    def unregister(self, name: str) -> DatasetSpec:
+        value = super().unregister(name)
+        _LOADED.pop(name, None)
+        for _, removed in self._watchers:
+            removed(name)
+        return value
+
+
+DATASETS = DatasetRegistry("dataset")
+_LOADED: dict[str, tuple[Callable, Dataset]] = {}  # a plug-in's arrays, by name, with the loader they came from
+
+
+def dataset(name: str, help: str, classes: int = 10) -> Callable[[Callable], Callable]:
+    """Decorator: register `loader() -> (train_images, train_labels, test_images, test_labels)` as dataset `name`
+    (and with it the experiment `optlab run NAME`). See the module docstring for the arrays."""
+    if isinstance(classes, bool) or not isinstance(classes, int) or classes < 2:
+        raise ValueError(f"dataset {name!r}: classes must be an integer ≥ 2, got {classes!r}")
+
+    def decorate(loader: Callable) -> Callable:
+        DATASETS.register(name, help, DatasetSpec(name, (), (), None, classes, loader))
+        return loader
+
+    return decorate
 
 
 def _files(digests: dict[str, tuple[tuple[str, ...], str]]) -> tuple[DataFile, ...]:
@@ -194,6 +256,8 @@ def locate(name: str, data_dir: str | Path | None = None, verify: bool = True) -
     Raises ConfigError for an unknown dataset name. Missing files are reported, not raised.
     """
     spec = DATASETS[name]
+    if spec.loader is not None:  # a plug-in's arrays come from its function, not from files
+        return []
     folders = search_folders(name, data_dir)
     return [_find(spec, f, folders, verify) for f in spec.files]
 
@@ -312,6 +376,8 @@ def load(name: str, data_dir: str | Path | None = None) -> Dataset:
     (`optlab data info`), not on every load.
     """
     spec = DATASETS[name]
+    if spec.loader is not None:
+        return _load_plugin(spec)
     statuses = locate(name, data_dir, verify=False)
     if any(s.path is None for s in statuses):
         statuses = fetch(name, data_dir)
@@ -346,3 +412,69 @@ def _check_split(spec: DatasetSpec, split: str, images_path: Path, images: np.nd
         raise DataError(f"{images_path}: the {split} split holds 0 images; it needs at least one")
     if len(labels) and labels.max() >= spec.classes:
         raise DataError(f"{labels_path}: label {labels.max()} out of range 0..{spec.classes - 1}")
+
+
+def image_shape(name: str, data_dir: str | Path | None = None) -> tuple[int, ...]:
+    """The shape of one image (or feature vector) of dataset `name`: a plug-in's is known once it is loaded."""
+    spec = DATASETS[name]
+    return spec.image_shape if spec.loader is None else tuple(load(name, data_dir).train_images.shape[1:])
+
+
+def _load_plugin(spec: DatasetSpec) -> Dataset:
+    """The plug-in's arrays, from its loader on the first call in this process, checked; then the same ones."""
+    cached = _LOADED.get(spec.name)
+    if cached is not None and cached[0] is spec.loader:
+        return cached[1]
+    loader = spec.loader
+    where = f"the plug-in function {getattr(loader, '__module__', '?')}.{getattr(loader, '__qualname__', loader)}"
+    data = Dataset(spec.name, *checked_arrays(spec.name, loader(), spec.classes), source=where)
+    _LOADED[spec.name] = (loader, data)
+    return data
+
+
+def checked_arrays(name: str, arrays: Any, classes: int) -> tuple[np.ndarray, ...]:
+    """A plug-in's (train_images, train_labels, test_images, test_labels) as training reads them: images
+    uint8 or float32 in [0, 1], labels uint8 (int32 past 256 classes); a one-line DataError naming the
+    dataset for anything else."""
+    if not isinstance(arrays, (tuple, list)) or len(arrays) != 4:
+        raise DataError(f"dataset {name!r}: its function must return (train_images, train_labels, test_images, "
+                        f"test_labels), got {type(arrays).__name__}" + (f" of {len(arrays)}" if
+                                                                        isinstance(arrays, (tuple, list)) else ""))
+    out = []
+    for split, (images, labels) in zip(("train", "test"), (arrays[:2], arrays[2:])):
+        out += [_images(name, split, images), _labels(name, split, labels, classes)]
+        if len(out[-1]) != len(out[-2]):
+            raise DataError(f"dataset {name!r}: {len(out[-2])} {split}_images but {len(out[-1])} {split}_labels")
+        if not len(out[-1]):
+            raise DataError(f"dataset {name!r}: the {split} split holds no examples; it needs at least one")
+    if out[0].shape[1:] != out[2].shape[1:]:
+        raise DataError(f"dataset {name!r}: train_images are {out[0].shape[1:]} each but test_images "
+                        f"{out[2].shape[1:]}")
+    return tuple(out)
+
+
+def _images(name: str, split: str, images: Any) -> np.ndarray:
+    images = np.asarray(images)
+    what = f"dataset {name!r}: {split}_images"
+    if images.ndim < 2:
+        raise DataError(f"{what} must be (N, ...), one image or feature vector per row, got shape {images.shape}")
+    if images.dtype == np.uint8:
+        return images
+    if not np.issubdtype(images.dtype, np.floating):
+        raise DataError(f"{what} must be uint8, or floats in [0, 1]; got {images.dtype}")
+    if images.size and not (np.all(np.isfinite(images)) and images.min() >= 0 and images.max() <= 1):
+        raise DataError(f"{what} must be floats in [0, 1] (or uint8); found values in "
+                        f"[{np.nanmin(images):g}, {np.nanmax(images):g}]" + ("" if np.all(np.isfinite(images))
+                                                                              else " and non-finite ones"))
+    return images.astype(np.float32)
+
+
+def _labels(name: str, split: str, labels: Any, classes: int) -> np.ndarray:
+    labels = np.asarray(labels)
+    what = f"dataset {name!r}: {split}_labels"
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise DataError(f"{what} must be a 1-D array of integers, got {labels.dtype} of shape {labels.shape}")
+    if labels.size and (labels.min() < 0 or labels.max() >= classes):
+        bad = labels.min() if labels.min() < 0 else labels.max()
+        raise DataError(f"{what}: label {bad} out of range 0..{classes - 1} (classes={classes})")
+    return labels.astype(np.uint8 if classes <= 256 else np.int32)

@@ -146,7 +146,7 @@ class Curvature:
 
     def __init__(self, cfg, images, labels) -> None:
         self.epochs, self.rows = set(cfg.analyze or ()), []
-        self.loss = partial(mlp.loss, weight_decay=cfg.weight_decay)  # clean: no noise, no dropout
+        self.loss = partial(mlp.loss, weight_decay=cfg.weight_decay, **mlp.network(cfg))  # clean: no noise, no dropout
         n = min(self.SUBSET, len(labels))
         self.batch = (images[:n], labels[:n])
         self.description = f"the first {n:,} {cfg.experiment} training images, clean loss"

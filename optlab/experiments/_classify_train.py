@@ -20,6 +20,7 @@ import numpy as np
 from optlab import plots, results
 from optlab.core import devices, optimizers, schedules
 from optlab.core.engine import TrainState, epoch_fn, evaluate_in_chunks, init_state
+from optlab.data import datasets
 from optlab.errors import ConfigError
 from optlab.experiments._classify_loop import Checkpoints, Curvature, EpochLoop, Log, Program, epochs_text
 from optlab.experiments.contract import RunContext, RunResult
@@ -51,13 +52,18 @@ def hyperparams(cfg) -> dict:
 
 
 def loss_for(cfg, hp: dict):
-    """The training loss `loss(params, batch, key)`: mlp.loss with σ (input noise) and λ (weight
-    decay) read from `hp`, so that they may be traced. Whether each term is in the program at
-    all is static, decided by `cfg` (a sweep groups zero and non-zero values apart).
+    """The training loss `loss(params, batch, key)`: mlp.loss of the run's model, activation and objective
+    with σ (input noise) and λ (weight decay) read from `hp`, so that they may be traced. Whether each
+    term is in the program at all is static, decided by `cfg` (a sweep groups zero and non-zero values apart).
     """
-    return partial(mlp.loss, dropout=cfg.dropout,
+    return partial(mlp.loss, dropout=cfg.dropout, **mlp.network(cfg),
                    input_noise=hp["input_noise"] if cfg.input_noise > 0 else 0.0,
                    weight_decay=hp["weight_decay"] if cfg.weight_decay > 0 else 0.0)
+
+
+def evaluate_for(cfg):
+    """`evaluate(params, images, labels)` (below: in chunks) of the run's model, activation and objective."""
+    return partial(evaluate, **mlp.network(cfg))
 
 
 def total_steps(cfg, n_train: int) -> int:
@@ -68,7 +74,8 @@ def initial_state(cfg, sizes, n_train: int, hp: dict) -> TrainState:
     """Parameters from the seed in `hp` and the init scaled by hp["init_scale"], and the optimizer state."""
     init_key, train_key = jax.random.split(jax.random.key(hp["seed"]))
     # Compiled, as it is inside a sweep's program: eager and compiled sampling differ in the last bit.
-    params = jax.jit(mlp.init, static_argnums=(1, 2))(init_key, tuple(sizes), cfg.init, hp["init_scale"])
+    init = partial(mlp.init, model=cfg.model)
+    params = jax.jit(init, static_argnums=(1, 2))(init_key, tuple(sizes), cfg.init, hp["init_scale"])
     return init_state(make_tx_for(cfg, total_steps(cfg, n_train)), params, hp, train_key)
 
 
@@ -103,19 +110,20 @@ def train_epoch(cfg, n_train: int, batch_sharding=None):
 EVAL_CHUNK = 2000  # images per chunk of the clean evaluation (engine.evaluate_in_chunks): ~2× faster on a CPU
 
 
-def evaluate(params, images, labels) -> dict:
-    """mlp.evaluate over a whole set (clean loss, error, hidden activity), EVAL_CHUNK images at a time.
+def evaluate(params, images, labels, **network) -> dict:
+    """mlp.evaluate over a whole set (clean loss, error, hidden activity), EVAL_CHUNK images at a time;
+    `network` the keywords of mlp.network(cfg) (model, activation, objective; default the ReLU MLP's).
 
     The error and the active fractions are counts over n: each chunk's is turned back into its
     exact count (mean × size, rounded), so that the whole set's is the count / n that evaluating
     all at once gives, to the last bit; the loss is a float sum, equal to float32 rounding.
     """
-    return evaluate_in_chunks(_totals, params, images, labels, EVAL_CHUNK)
+    return evaluate_in_chunks(partial(_totals, **network), params, images, labels, EVAL_CHUNK)
 
 
-def _totals(params, images, labels) -> dict:
+def _totals(params, images, labels, **network) -> dict:
     """mlp.evaluate's means times the number of images: the summed loss, the mistakes, each unit's active count."""
-    means, n = mlp.evaluate(params, images, labels), labels.shape[0]
+    means, n = mlp.evaluate(params, images, labels, **network), labels.shape[0]
     return {"loss": means["loss"] * n, "error": jnp.round(means["error"] * n),
             "active": [jnp.round(a * n) for a in means["active"]]}
 
@@ -127,7 +135,7 @@ def train_epoch_evaluated(cfg, n_train: int, batch_sharding=None):
     activity is not needed and XLA leaves it out) and on the test set, in the same program: one
     call per epoch instead of three, and the host fetches the row's numbers in one transfer.
     """
-    epoch = train_epoch(cfg, n_train, batch_sharding)
+    epoch, evaluate = train_epoch(cfg, n_train, batch_sharding), evaluate_for(cfg)
 
     def evaluated(state, hp, images, labels, test_images, test_labels):
         state, minibatch_loss, lr = epoch(state, hp, images, labels)
@@ -156,7 +164,7 @@ def run_one(cfg, dataset, n_train: int, sizes, ctx: RunContext) -> RunResult:
     compile_time = time.perf_counter() - begin
 
     program = Program(
-        1, lambda state: epoch(state, hp, *sets), _evaluator(jax.jit(evaluate), *sets),
+        1, lambda state: epoch(state, hp, *sets), _evaluator(jax.jit(evaluate_for(cfg)), *sets),
         lambda arrays: [np.asarray(a)[None] for a in arrays], lambda state: state.params, lambda tree, i: tree)
     log, saver, curvature = Log(cfg), Checkpoints(cfg, ctx), Curvature(cfg, data.train_images, data.train_labels)
     first, state, train_time = saver.restore(log, curvature, state) if ctx.resume_from else (1, state, 0.0)
@@ -200,7 +208,7 @@ def run_lanes(cfgs, dataset, n_train: int, sizes, lanes, run_dirs, progress, sav
                     out_shardings=lanes.sharded).lower(state, hp, *sets).compile()
     compile_time = time.perf_counter() - begin
 
-    evaluate_lanes = jax.jit(jax.vmap(evaluate, in_axes=(0, None, None)), out_shardings=lanes.sharded)
+    evaluate_lanes = jax.jit(jax.vmap(evaluate_for(cfg), in_axes=(0, None, None)), out_shardings=lanes.sharded)
     program = Program(len(cfgs), lambda state: epoch(state, hp, *sets), _evaluator(evaluate_lanes, *sets),
                       devices.to_host, lambda state: devices.to_host(state.params), devices.lane)
     logs = [Log(c) for c in cfgs]
@@ -241,27 +249,36 @@ def lane_bytes(cfg, n_train: int, n_test: int, sizes) -> int:
     parameters with optimizer state and gradients, a minibatch's activations, and the
     activations of evaluating the larger of the training and test sets at once."""
     width = sum(sizes[1:])
-    return 4 * (6 * mlp.param_count(sizes) + 4 * cfg.batch_size * width + 2 * max(n_train, n_test) * width)
+    return 4 * (6 * mlp.param_count(sizes, cfg.model) + 4 * cfg.batch_size * width + 2 * max(n_train, n_test) * width)
 
 
 def _figures(run_dir, cfg, history, snapshots, active, dead, measured_on: str) -> dict[str, dict]:
     """The run's figures and what each holds: the weights entry lists exactly the epochs it draws."""
-    title = f"{cfg.experiment} {'-'.join(map(str, cfg.hidden))} {cfg.optimizer} η={cfg.lr:g} {cfg.lr_schedule}"
+    title = f"{cfg.experiment} {_network_label(cfg)} {cfg.optimizer} η={cfg.lr:g} {cfg.lr_schedule}"
     last, figures = int((history["epoch"] or [0])[-1]), {}  # the history keeps epochs as floats
     if history["epoch"]:
         plots.learning_curves(run_dir / "learning_curves.png", history, title=title)
         figures["learning_curves"] = results.figure_entry(
             "learning_curves.png", f"training and test loss and error, and the learning rate, over {last} epochs")
-    plots.sparsity(run_dir / "sparsity.png", active, dead, title="how often each hidden unit is active (test set)")
-    figures["sparsity"] = results.figure_entry(
-        "sparsity.png", f"per hidden layer, how often each unit is active on the {measured_on}, after epoch {last}; "
-        "dead units in red", epoch=last, measured_on=measured_on)
-    if snapshots:
+    if active:  # a model without hidden layers (linear) has no units to be active
+        plots.sparsity(run_dir / "sparsity.png", active, dead, title="how often each hidden unit is active (test set)")
+        figures["sparsity"] = results.figure_entry(
+            "sparsity.png", f"per hidden layer, how often each unit is active (h > 0) on the {measured_on}, after "
+            f"epoch {last}; dead units in red", epoch=last, measured_on=measured_on)
+    shape = datasets.image_shape(cfg.experiment, cfg.data_dir)
+    if snapshots and len(shape) == 2:  # weights as pictures only where the inputs are 2-D images
         drawn, units = sorted(snapshots), snapshots[min(snapshots)].shape[0]
-        side = int(round(np.sqrt(snapshots[min(snapshots)].shape[1])))
-        plots.weight_tiles(run_dir / "weights.png", snapshots, image_shape=(side, side),
+        plots.weight_tiles(run_dir / "weights.png", snapshots, image_shape=shape,
                            title=f"first-layer weights W1 ({units} units)")
         figures["weights"] = results.figure_entry(
             "weights.png", f"first-layer weights W1 of the {units} hidden units as images, after {epochs_text(drawn)}",
             epochs=drawn)
     return figures
+
+
+def _network_label(cfg) -> str:
+    """"784-225-225-10"-like hidden widths, with the model, activation and loss where they are not the defaults."""
+    from optlab.config import FIELDS
+
+    parts = ["-".join(map(str, cfg.hidden))] if cfg.model == FIELDS["model"].default else [cfg.model]
+    return " ".join(parts + [getattr(cfg, k) for k in ("activation", "loss") if getattr(cfg, k) != FIELDS[k].default])

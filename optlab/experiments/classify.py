@@ -1,6 +1,10 @@
 """Image classification with a ReLU MLP (the lecture's MNIST network), one compiled call per epoch.
 
-One experiment per registered dataset (optlab.data.datasets.DATASETS), named after it. The
+The network is `--model` (optlab.problems.models) with `--activation` between its layers, trained on
+`--loss` (optlab.problems.losses); by default the lecture's ReLU MLP on cross-entropy.
+
+One experiment per registered dataset (optlab.data.datasets.DATASETS), named after it: the built-in
+IDX datasets, and each one a plug-in registers with `@optlab.dataset` (made as it registers). The
 training itself (JAX) is in the private `_classify_train` (the compiled programs) and
 `_classify_loop` (the host epoch loop), imported when there is work to do; their public pieces
 (hyperparams, initial_state, train_epoch, make_tx_for, run_lanes, Log, …) are reachable here too,
@@ -79,8 +83,9 @@ def layer_sizes(cfg) -> tuple[int, ...]:
     from optlab.problems import mlp
 
     spec = datasets.DATASETS[cfg.experiment]  # the experiment is named after its dataset
-    sizes = (int(np.prod(spec.image_shape)), *cfg.hidden, spec.classes)
-    optimizers.check_size(cfg.optimizer, mlp.param_count(sizes), 4)
+    shape = datasets.image_shape(cfg.experiment, cfg.data_dir)  # a plug-in's: loaded (once) to know it
+    sizes = (int(np.prod(shape)), *cfg.hidden, spec.classes)
+    optimizers.check_size(cfg.optimizer, mlp.param_count(sizes, cfg.model), 4)
     return sizes
 
 
@@ -146,7 +151,7 @@ def _layers(saved: Mapping[str, np.ndarray]) -> list[dict]:
 
 def analyze(record: dict, saved: Mapping[str, Any], options: AnalyzeOptions) -> dict:
     """Lanczos, Hutchinson and SLQ on the clean training loss of the first `options.subset` images:
-    of its Hessian, or of its Gauss–Newton matrix (logits f, softmax cross-entropy L, weight decay whole)."""
+    of its Hessian, or of its Gauss–Newton matrix (outputs f of the run's model, L its --loss, weight decay whole)."""
     import jax.numpy as jnp
     from jax.tree_util import Partial
 
@@ -163,26 +168,27 @@ def analyze(record: dict, saved: Mapping[str, Any], options: AnalyzeOptions) -> 
     weight_decay = float(cfg.get("weight_decay") or 0.0)
     described = f"the first {options.subset:,} {record['experiment']} training images, clean loss"
     spectrum = {"k": k, "probes": options.probes, "seed": options.seed, "max_order": options.max_order}
+    network = mlp.network(cfg)
     if options.curvature == "ggn":
-        model = Partial(_logits, mlp.pixels(images))
-        output_loss = Partial(_cross_entropy, labels)
+        model = Partial(partial(_logits, network), mlp.pixels(images))
+        output_loss = Partial(partial(_output_loss, network["objective"]), labels)
         regulariser = Partial(_weight_decay, weight_decay) if weight_decay else None
         return {"data": described, **analysis.ggn_spectrum(model, output_loss, params, regulariser=regulariser,
                                                            **spectrum)}
-    loss = partial(mlp.loss, weight_decay=weight_decay)  # clean: no noise, no dropout
+    loss = partial(mlp.loss, weight_decay=weight_decay, **network)  # clean: no noise, no dropout
     return analysis.analyze_params(loss, params, (images, labels), described, **spectrum)
 
 
-def _logits(x, params):
+def _logits(network, x, params):
     from optlab.problems import mlp
 
-    return mlp.forward(params, x)[0]
+    return mlp.forward(params, x, model=network["model"], activation=network["activation"])[0]
 
 
-def _cross_entropy(labels, logits):
-    import optax
+def _output_loss(objective, labels, outputs):
+    from optlab.problems.losses import LOSSES
 
-    return optax.softmax_cross_entropy_with_integer_labels(logits, labels.astype("int32")).mean()
+    return LOSSES[objective](outputs, labels.astype("int32")).mean()
 
 
 def _weight_decay(weight_decay, params):
@@ -199,11 +205,14 @@ def summary_line(record: dict) -> str:
 
 
 def check(settings: dict) -> None:
-    """Cross-field checks: the init's name, and `--analyze` epochs within the run (past its end they
-    would silently never be measured)."""
-    from optlab.problems import mlp
+    """Cross-field checks: the init's, model's, activation's and loss's names, and `--analyze` epochs within
+    the run (past its end they would silently never be measured)."""
+    from optlab.problems import activations, inits, losses, models
 
-    mlp.INITS.entry(settings.get("init", "he"))
+    inits.INITS.entry(settings.get("init", FIELDS["init"].default))
+    models.MODELS.entry(settings.get("model", FIELDS["model"].default))
+    activations.ACTIVATIONS.entry(settings.get("activation", FIELDS["activation"].default))
+    losses.LOSSES.entry(settings.get("loss", FIELDS["loss"].default))
     epochs = settings.get("epochs", FIELDS["epochs"].default)
     late = [e for e in settings.get("analyze") or () if e > epochs]
     if late:
@@ -213,9 +222,9 @@ def check(settings: dict) -> None:
 
 # ---- one experiment per dataset ----------------------------------------------------------------
 
-NETWORK_FIELDS = ("epochs", "batch_size", "hidden", "init", "init_scale", "input_noise", "dropout",
-                  "weight_decay", "target_error", "train_subset", "data_parallel", "checkpoint_every", "analyze",
-                  "data_dir")
+NETWORK_FIELDS = ("epochs", "batch_size", "hidden", "model", "activation", "loss", "init", "init_scale",
+                  "input_noise", "dropout", "weight_decay", "target_error", "train_subset", "data_parallel",
+                  "checkpoint_every", "analyze", "data_dir")
 NETWORK_DEFAULTS = {"optimizer": "adam", "lr_schedule": "anneal", "input_noise": 0.0}
 DATASET_DEFAULTS = {
     # The lecture's example model: Adam at 1e-3 annealed over the second half, with Gaussian input
@@ -237,9 +246,20 @@ def experiment_for(name: str) -> Experiment:
                       summary_line=summary_line)
 
 
+def _dataset_added(entry) -> None:
+    """Register the experiment of a dataset: each built-in one now, a plug-in's as `@optlab.dataset` registers it."""
+    EXPERIMENTS.register(entry.name, f"{entry.help}; a classifier, by default a ReLU MLP (--hidden, --model, "
+                         "--activation, --loss)", experiment_for(entry.name))
+
+
+def _dataset_removed(name: str) -> None:
+    if name in EXPERIMENTS:
+        EXPERIMENTS.unregister(name)
+
+
 for _entry in datasets.DATASETS:
-    EXPERIMENTS.register(_entry.name, f"{_entry.help}; a ReLU MLP, by default the lecture's 784-225-225-10 "
-                         "(--hidden changes it)", experiment_for(_entry.name))
+    _dataset_added(_entry)
+datasets.DATASETS.watch(_dataset_added, _dataset_removed)
 
 _TRAINING = ("Data", "Log", "Checkpoints", "Curvature", "EpochLoop", "Program", "hyperparams", "initial_state",
              "train_epoch", "make_tx_for", "loss_for", "total_steps", "run_lanes", "run_one", "lane_bytes", "finish")

@@ -98,21 +98,28 @@ def _annotate(ax, v: np.ndarray, cmap, norm: Normalize, fmt: str) -> None:
 # ----------------------------------------------------------------------------- curvature and signals
 
 
-def signals(path: str | Path, lines: Sequence[tuple[str, np.ndarray, np.ndarray]], title: str = "") -> Path:
+def signals(path: str | Path, lines: Sequence[tuple[str, np.ndarray, np.ndarray]], title: str = "", *,
+            panels: Sequence[tuple[str, Sequence[tuple[str, np.ndarray, np.ndarray]]]] | None = None) -> Path:
     """Two panels against the hidden layer index on a log axis: activation std (forward) and
-    gradient norm at the pre-activations (backward); one line (label, std, grad) per init."""
-    fig = new_figure(11.0, 4.5)
-    forward, backward = fig.subplots(1, 2)
-    for i, (label, std, grad) in enumerate(lines):
-        std, grad = floats(std), floats(grad)
-        layers = np.arange(1, len(std) + 1)
-        forward.plot(layers, masked(std, True), marker=".", color=f"C{i % 10}", label=label)
-        backward.plot(layers, masked(grad, True), marker=".", color=f"C{i % 10}", label=label)
-    forward.set(xlabel="hidden layer", ylabel="activation std", yscale="log", title="forward")
-    backward.set(xlabel="hidden layer", ylabel="‖∂C/∂z‖", yscale="log", title="backward")
-    for ax in (forward, backward):
-        ax.grid(True, which="major", alpha=0.3)
-    forward.legend(fontsize="small")
+    gradient norm at the pre-activations (backward); one line (label, std, grad) per init.
+
+    `panels` [(name, lines), …] instead draws one such row per name (e.g. per activation); `lines` is then unused.
+    """
+    rows = list(panels) if panels is not None else [("", lines)]
+    fig = new_figure(11.0, 4.5 * max(len(rows), 1))
+    axes = fig.subplots(max(len(rows), 1), 2, squeeze=False)
+    for (name, row), (forward, backward) in zip(rows, axes):
+        for i, (label, std, grad) in enumerate(row):
+            std, grad = floats(std), floats(grad)
+            layers = np.arange(1, len(std) + 1)
+            forward.plot(layers, masked(std, True), marker=".", color=f"C{i % 10}", label=label)
+            backward.plot(layers, masked(grad, True), marker=".", color=f"C{i % 10}", label=label)
+        prefix = f"{name}: " if name else ""
+        forward.set(xlabel="hidden layer", ylabel="activation std", yscale="log", title=prefix + "forward")
+        backward.set(xlabel="hidden layer", ylabel="‖∂C/∂z‖", yscale="log", title=prefix + "backward")
+        for ax in (forward, backward):
+            ax.grid(True, which="major", alpha=0.3)
+        forward.legend(fontsize="small")
     if title:
         fig.suptitle(title)
     return save(fig, path)

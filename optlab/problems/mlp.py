@@ -1,55 +1,80 @@
-"""A feed-forward ReLU network with a softmax output: the lecture's 784-225-225-10 classifier.
+"""The image classifier's functions: a network of the model registry, trained on a loss of the loss registry.
+
+By default the lecture's 784-225-225-10 ReLU network with a softmax output and cross-entropy; the
+`model`, `activation` and `objective` keywords (the settings --model, --activation, --loss; see
+`network(cfg)`) choose others from optlab.problems.models, .activations and .losses.
 
 Parameters are a list of layers {"w": (fan_out, fan_in), "b": (fan_out,)}, so the first
 layer's `w` is 225 × 784 and row i is hidden unit i's receptive field. Images arrive as
-uint8 and are scaled to [0, 1] inside the compiled step.
+uint8 (scaled to [0, 1] inside the compiled step) or as floats already in [0, 1].
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
-import optax
 
+from optlab.problems.activations import ACTIVATIONS
 from optlab.problems.inits import INITS, InitStd  # noqa: F401  (mlp.INITS: the registry lives in inits.py)
+from optlab.problems.losses import LOSSES
+from optlab.problems.models import MODELS
+
+DEFAULTS = {"model": "mlp", "activation": "relu", "objective": "cross-entropy"}
 
 
-def init(key: jax.Array, sizes: Sequence[int], init_name: str = "he", scale: float = 1.0) -> list[dict]:
-    """Gaussian weights with the init's standard deviation × `scale`; zero biases."""
-    std_of = INITS[init_name]
-    layers = []
-    for k, (fan_in, fan_out) in zip(jax.random.split(key, len(sizes) - 1), zip(sizes[:-1], sizes[1:])):
-        w = scale * std_of(fan_in, fan_out) * jax.random.normal(k, (fan_out, fan_in), jnp.float32)
-        layers.append({"w": w, "b": jnp.zeros(fan_out, jnp.float32)})
-    return layers
+def network(cfg: Any) -> dict[str, str]:
+    """The keywords {model, activation, objective} of a RunConfig or of a record's config dict (an older
+    record, written before these settings existed, has none: the defaults, which is what it ran)."""
+    get = cfg.get if isinstance(cfg, Mapping) else lambda key, default: getattr(cfg, key, default)
+    return {"model": get("model", "mlp"), "activation": get("activation", "relu"),
+            "objective": get("loss", "cross-entropy")}
 
 
-def param_count(sizes: Sequence[int]) -> int:
-    return sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:]))
+def init(key: jax.Array, sizes: Sequence[int], init_name: str = "he", scale: float = 1.0, *,
+         model: str = "mlp") -> list[dict]:
+    """The model's parameters: Gaussian weights with the init's standard deviation × `scale`; zero biases."""
+    return MODELS[model].init(key, tuple(sizes), INITS[init_name], scale)
+
+
+def param_count(sizes: Sequence[int], model: str = "mlp") -> int:
+    """How many numbers the model's parameters hold: by formula for the MLP, by jax.eval_shape (nothing is
+    computed) for any other."""
+    if model == "mlp":
+        return sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:]))
+    shapes = jax.eval_shape(lambda key: init(key, sizes, model=model), jax.random.key(0))
+    return sum(int(leaf.size) for leaf in jax.tree_util.tree_leaves(shapes))
 
 
 def pixels(images: jax.Array) -> jax.Array:
-    """uint8 images of any shape (N, ...) -> float32 rows (N, D) in [0, 1]."""
-    return images.reshape(images.shape[0], -1).astype(jnp.float32) / 255.0
+    """Images of any shape (N, ...) -> float32 rows (N, D) in [0, 1]: uint8 divided by 255, floats as they are."""
+    x = images.reshape(images.shape[0], -1)
+    return x.astype(jnp.float32) / 255.0 if x.dtype == jnp.uint8 else x.astype(jnp.float32)
 
 
-def forward(params: list[dict], x: jax.Array, dropout: float = 0.0, key: jax.Array | None = None):
-    """Logits and the hidden activations (after ReLU, before dropout) for inputs x (N, D)."""
-    hidden = []
-    keys = jax.random.split(key, len(params)) if dropout > 0 else [None] * len(params)
-    for layer, k in zip(params[:-1], keys):
-        x = jax.nn.relu(x @ layer["w"].T + layer["b"])
-        hidden.append(x)
-        if dropout > 0:  # inverted dropout: the expected activation is unchanged
-            x = jnp.where(jax.random.bernoulli(k, 1 - dropout, x.shape), x / (1 - dropout), 0.0)
-    last = params[-1]
-    return x @ last["w"].T + last["b"], hidden
+def forward(params: list[dict], x: jax.Array, dropout: float = 0.0, key: jax.Array | None = None, *,
+            model: str = "mlp", activation: str = "relu"):
+    """Outputs and the hidden activations (after φ, before dropout) for inputs x (N, D)."""
+    phi = ACTIVATIONS[activation].fn
+    if dropout <= 0:
+        return MODELS[model].apply(params, x, phi)
+    keys, clean = jax.random.split(key, len(params)), []
+
+    def dropped(z):  # inverted dropout: the expected activation is unchanged
+        h = phi(z)
+        clean.append(h)
+        return jnp.where(jax.random.bernoulli(keys[len(clean) - 1], 1 - dropout, h.shape), h / (1 - dropout), 0.0)
+
+    outputs, _ = MODELS[model].apply(params, x, dropped)
+    return outputs, clean
 
 
-def loss(params, batch, key, *, input_noise=0.0, dropout: float = 0.0, weight_decay=0.0):
-    """Mean softmax cross-entropy over the batch (computed from logits, stably), plus (λ/2)‖W‖².
+def loss(params, batch, key, *, input_noise=0.0, dropout: float = 0.0, weight_decay=0.0,
+         model: str = "mlp", activation: str = "relu", objective: str = "cross-entropy"):
+    """The mean of the objective over the batch (cross-entropy from the logits, stably, by default), plus
+    (λ/2)‖W‖² over every layer's `w`.
 
     In training, N(0, input_noise²) is added to the scaled pixels and hidden units are
     dropped with probability `dropout`. A term given as the Python number 0 is left out of
@@ -60,8 +85,8 @@ def loss(params, batch, key, *, input_noise=0.0, dropout: float = 0.0, weight_de
     noise_key, dropout_key = jax.random.split(key)
     if not _is_zero(input_noise):
         x = x + input_noise * jax.random.normal(noise_key, x.shape, x.dtype)
-    logits, _ = forward(params, x, dropout, dropout_key)
-    value = optax.softmax_cross_entropy_with_integer_labels(logits, labels.astype(jnp.int32)).mean()
+    outputs, _ = forward(params, x, dropout, dropout_key, model=model, activation=activation)
+    value = LOSSES[objective](outputs, labels.astype(jnp.int32)).mean()
     if not _is_zero(weight_decay):
         value = value + 0.5 * weight_decay * sum(jnp.sum(layer["w"] ** 2) for layer in params)
     return value
@@ -71,12 +96,13 @@ def _is_zero(value) -> bool:
     return isinstance(value, (int, float)) and value == 0
 
 
-def evaluate(params, images, labels) -> dict:
-    """Clean (no noise, no dropout) loss, error rate, and each hidden unit's active fraction."""
-    logits, hidden = forward(params, pixels(images))
+def evaluate(params, images, labels, *, model: str = "mlp", activation: str = "relu",
+             objective: str = "cross-entropy") -> dict:
+    """Clean (no noise, no dropout) loss, error rate (argmax of the outputs), each hidden unit's active fraction."""
+    outputs, hidden = forward(params, pixels(images), model=model, activation=activation)
     labels = labels.astype(jnp.int32)
     return {
-        "loss": optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean(),
-        "error": jnp.mean(jnp.argmax(logits, axis=-1) != labels),
+        "loss": LOSSES[objective](outputs, labels).mean(),
+        "error": jnp.mean(jnp.argmax(outputs, axis=-1) != labels),
         "active": [jnp.mean(h > 0, axis=0) for h in hidden],
     }

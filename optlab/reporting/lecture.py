@@ -273,7 +273,10 @@ def sparsity(runs: Runs) -> str:
 
 
 def signal_lines(runs: Runs) -> list[Mapping[str, Any]]:
+    """The run's ReLU lines (the lecture's networks; a line from before --activation has none: ReLU)."""
     lines = runs.get(SIGNALS, "summary.lines")
+    if isinstance(lines, list):
+        lines = [line for line in lines if not isinstance(line, Mapping) or line.get("activation", "relu") == "relu"]
     if not isinstance(lines, list) or not lines:
         raise NotMeasured(f"the run of {SIGNALS}.toml has no summary.lines")
     return lines
