@@ -193,7 +193,20 @@ def finish(run_dir, log: Log, curvature: Curvature, params, active, n_test: int)
     } | curvature.analysis()
     figures = _figures(run_dir, cfg, log.history, log.snapshots, active, report["dead_units"],
                        report["activity_measured_on"]) if run_dir else {}
+    if run_dir and 0 in log.trajectory:
+        save_trajectory(run_dir, log.trajectory, params)
     return RunResult(log.status, log.history, log.summary, report, figures | curvature.figure(run_dir), params)
+
+
+def save_trajectory(run_dir, trajectory: dict, params) -> None:
+    """params_init.npz (the parameters before the first step, laid out as params.npz) and trajectory.npz
+    (every kept snapshot, flat), for `optlab landscape`."""
+    from jax.flatten_util import ravel_pytree
+
+    unravel = ravel_pytree(params)[1]
+    results.save_params(run_dir, unravel(trajectory[0]), results.INITIAL_PARAMS_FILE)
+    epochs = sorted(trajectory)
+    results.save_trajectory(run_dir, epochs, np.stack([trajectory[e] for e in epochs]))
 
 
 def lane_bytes(cfg, n_train: int, n_test: int, sizes) -> int:
