@@ -26,8 +26,8 @@ from optlab.curvature import hvp
 from optlab.curvature.analysis import ZERO_RTOL
 
 # The history keys one measurement adds, per epoch (metrics.json history.<key>).
-KEYS = ("hessian_negative_count", "hessian_negative_fraction", "hessian_zero_fraction", "hessian_lambda_min", "hessian_lambda_max",
-        "hessian_grad_norm")
+KEYS = ("hessian_negative_count", "hessian_negative_fraction", "hessian_zero_fraction", "hessian_lambda_min",
+        "hessian_lambda_max", "hessian_grad_norm")
 
 
 def counts(eigenvalues: np.ndarray, zero_rtol: float = ZERO_RTOL) -> dict[str, float]:

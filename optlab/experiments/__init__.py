@@ -59,9 +59,9 @@ from optlab.experiments.contract import (
 )
 
 __all__ = [
-    "Analyze", "AnalyzeOptions", "EXPERIMENTS", "Experiment", "Job", "LandscapeOptions", "LanesJob", "Overlays", "Progress",
-    "RunContext", "RunResult", "SaveLane", "SweepProgram", "SweepProgress", "Sweeping", "default_summary_line",
-    "training_head",
+    "Analyze", "AnalyzeOptions", "EXPERIMENTS", "Experiment", "Job", "LandscapeOptions", "LanesJob", "Overlays",
+    "Progress", "RunContext", "RunResult", "SaveLane", "SweepProgram", "SweepProgress", "Sweeping",
+    "default_summary_line", "training_head",
 ]
 
 # Each experiment registers itself on import.

@@ -181,7 +181,6 @@ def landscape(record: dict, saved: Mapping[str, Any], options) -> dict:
     import jax.numpy as jnp
 
     from optlab.curvature import landscape as views
-    from optlab.problems import mlp
 
     cfg = record["config"]
     data = datasets.load(record["experiment"], options.data_dir or cfg.get("data_dir"))
