@@ -93,9 +93,9 @@ def _saved(run_dir: Path) -> dict:
 def _figures(run_dir: Path, run_id: str, report: dict) -> dict:
     line, data = report["interpolation"], report["data"]
     plots.interpolation_curve(run_dir / "landscape_1d.png", line["alpha"], line["loss"], line.get("error"),
-                              title=f"{run_id}: from the initial to the final parameters ({data})")
+                              title=f"{run_id}: from the initial to the final parameters\n({data})")
     plots.landscape_planes(run_dir / "landscape_2d.png", report["random_plane"], report["trajectory_plane"],
-                           title=f"{run_id}: the loss around the final parameters ({data})")
+                           title=f"{run_id}: the loss around the final parameters\n({data})")
     epochs = report["trajectory_plane"]["path"]["epoch"]
     return {
         "landscape_1d": results.figure_entry(
@@ -115,7 +115,12 @@ def _line(run_id: str, report: dict) -> str:
     inside = [loss for a, loss in zip(line["alpha"], line["loss"]) if 0 <= a <= 1 and loss is not None]
     bump = max(inside) - max(report["initial"]["loss"], report["final"]["loss"]) if inside else float("nan")
     explained = report["trajectory_plane"]["explained_variance"]
-    monotone = "monotone" if all(b <= a + 1e-7 for a, b in zip(inside, inside[1:])) else "not monotone"
+    if all(b <= a for a, b in zip(inside, inside[1:])):
+        shape = "falls monotonically along the line"
+    elif bump > 0:
+        shape = f"rises {bump:.3g} above its higher end on the way"
+    else:
+        shape = "is not monotone along the line, never above its ends"
     return (f"{run_id} landscape: loss {report['initial']['loss']:.4g} (initial) → {report['final']['loss']:.4g} "
-            f"(final), the line {monotone}, highest {bump:+.3g} above the higher end; the path's first two "
-            f"principal directions explain {100 * explained[0]:.1f}% + {100 * explained[1]:.1f}% of it")
+            f"(final); it {shape}; the path's first two principal directions explain "
+            f"{100 * explained[0]:.1f}% + {100 * explained[1]:.1f}% of it")

@@ -13,11 +13,13 @@ from optlab.plots._base import floats, masked, new_figure, save
 
 
 def interpolation_curve(path: str | Path, alpha, loss, error=None, *, title: str = "") -> Path:
-    """Loss (left axis, log scale when positive) and error (right axis) against α, with θ₀ at α = 0 and θ* at 1."""
+    """Loss (left axis, log scale when it spans over a decade) and error (right axis) against α: θ₀ at α = 0,
+    θ* at α = 1."""
     a, y = floats(alpha), floats(loss)
     fig = new_figure(6.4, 4.2)
     ax = fig.add_subplot()
-    logy = bool(np.all(y[np.isfinite(y)] > 0))
+    finite = y[np.isfinite(y)]
+    logy = bool(finite.size and finite.min() > 0 and finite.max() > 10 * finite.min())  # only over a decade
     ax.plot(a, masked(y, logy), color="C0", label="loss")
     ax.set_yscale("log" if logy else "linear")
     for x, name in ((0.0, "θ₀ (initial)"), (1.0, "θ* (final)")):
