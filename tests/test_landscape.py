@@ -153,3 +153,19 @@ def test_landscape_refuses_bad_flags_and_runs_without_a_trajectory(tmp_path, wri
     tiny = write_run(tmp_path / "t", experiment="tiny")
     result = CliRunner().invoke(app, ["landscape", str(tiny)])
     assert result.exit_code == 2 and "no network trajectory" in result.output
+
+
+def test_landscape_refuses_a_path_too_short_for_a_plane_and_a_diverged_run(tmp_path, write_run):
+    run = write_run(tmp_path, experiment="mnist")
+    params = layers(np.random.default_rng(3), (784, 2, 10))
+    flat = ravel_pytree(params)[0]
+    results.save_params(run, params)
+    results.save_params(run, params, results.INITIAL_PARAMS_FILE)
+    results.save_trajectory(run, [0, 1, 2], np.stack([flat, flat + 1, flat]))
+    result = CliRunner().invoke(app, ["landscape", str(run)])
+    assert result.exit_code == 2 and "needs 4 (a run of at least 3 epochs)" in result.output
+    params[1]["w"][0, 0] = np.nan
+    results.save_params(run, params)
+    results.save_trajectory(run, [0, 1, 2, 3], np.stack([flat, flat + 1, flat + 2, flat]))
+    result = CliRunner().invoke(app, ["landscape", str(run)])
+    assert result.exit_code == 2 and "not all finite" in result.output

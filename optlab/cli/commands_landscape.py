@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import typer
 from rich.console import Console
 
@@ -69,6 +70,7 @@ def landscape_command(
         raise ConfigError(f"{run_dir}: a {record['experiment']!r} run has no network trajectory to draw a "
                           "landscape of")
     saved = _saved(run_dir)
+    _check_trajectory(run_dir, saved)
     report = landscape(record, saved, options)
     report |= {"subset": options.subset, "points": options.points, "resolution": options.resolution}
     record["analysis"] = {**record["analysis"], "landscape": report}
@@ -88,6 +90,18 @@ def _saved(run_dir: Path) -> dict:
         raise ResultsError(f"{e} (runs from before optlab saved the initial parameters and trajectory have "
                            "none; run it again)") from None
     return {"initial": initial, "final": final, "epochs": epochs, "trajectory": trajectory}
+
+
+def _check_trajectory(run_dir: Path, saved: dict) -> None:
+    """Refuse, in one line, a path too short for a plane or parameters that are not finite (a diverged run)."""
+    from optlab.curvature.landscape import MIN_MOVING
+
+    if len(saved["epochs"]) < MIN_MOVING + 1:
+        raise ConfigError(f"{run_dir}: the trajectory holds {len(saved['epochs'])} snapshots; its principal plane "
+                          f"needs {MIN_MOVING + 1} (a run of at least {MIN_MOVING} epochs)")
+    arrays = [saved["trajectory"], *saved["initial"].values(), *saved["final"].values()]
+    if not all(np.all(np.isfinite(a)) for a in arrays):
+        raise ConfigError(f"{run_dir}: the saved parameters are not all finite (a diverged run has no landscape)")
 
 
 def _figures(run_dir: Path, run_id: str, report: dict) -> dict:

@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+MIN_MOVING = 3  # snapshots besides the final one: centred, two of them span only a line
 Evaluate = Callable[[Any], dict]  # params (a pytree) -> {"loss": scalar, "error": scalar, ...}
 
 
@@ -66,19 +67,22 @@ def principal_plane(trajectory: np.ndarray, final: np.ndarray) -> dict:
     final = np.asarray(final, np.float64)
     offsets = np.asarray(trajectory, np.float64) - final
     moving = offsets[np.linalg.norm(offsets, axis=1) > 0]
-    if len(moving) < 2:
-        raise ValueError("a principal plane needs at least two snapshots away from the final point")
+    if len(moving) < MIN_MOVING:
+        raise ValueError(f"a principal plane needs {MIN_MOVING} snapshots away from the final point, "
+                         f"there are {len(moving)}")
     centred = moving - moving.mean(axis=0)
     values, vectors = np.linalg.eigh(centred @ centred.T)
-    values, vectors = values[::-1], vectors[:, ::-1]
-    directions = (centred.T @ vectors[:, :2] / np.sqrt(np.maximum(values[:2], 1e-300))).T
+    values, vectors = np.maximum(values[::-1], 0.0), vectors[:, ::-1]
+    # a direction with no variance (a path on a line) is left zero rather than divided by roundoff
+    real = values[:2] > 1e-12 * max(values[0], 1e-300)
+    directions = (centred.T @ vectors[:, :2] * np.where(real, 1 / np.sqrt(np.where(real, values[:2], 1.0)), 0.0)).T
     coords = offsets @ directions.T
     signs = np.where(coords[0] < 0, -1.0, 1.0)
     directions, coords = directions * signs[:, None], coords * signs
     lengths = np.sum(offsets**2, axis=1)
     captured = np.where(lengths > 0, np.sum(coords**2, axis=1) / np.where(lengths > 0, lengths, 1.0), 1.0)
     return {"directions": directions, "coords": coords,
-            "explained": np.maximum(values[:2], 0) / np.sum(np.maximum(values, 0)), "captured": captured}
+            "explained": values[:2] / np.sum(values), "captured": captured}
 
 
 def evaluate_along(evaluate: Evaluate, unravel: Callable, origin: np.ndarray, directions: np.ndarray,
