@@ -68,5 +68,5 @@ def _contours(fig, ax, plane: Mapping[str, Any]) -> None:
     norm = LogNorm(lo, hi) if log else Normalize(levels[0], levels[-1])
     filled = ax.contourf(xs, ys, np.ma.masked_invalid(z), levels=levels, norm=norm, cmap="viridis", extend="max")
     ax.contour(xs, ys, np.ma.masked_invalid(z), levels=levels[::3], colors="black", linewidths=0.4, alpha=0.5)
-    fig.colorbar(filled, ax=ax, label="loss")
+    fig.colorbar(filled, ax=ax, label="loss", ticks=levels[::4], format="%.3g")  # plain numbers on a log scale too
     ax.plot([0], [0], "*", color="red", markersize=10)
