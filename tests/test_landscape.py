@@ -169,3 +169,11 @@ def test_landscape_refuses_a_path_too_short_for_a_plane_and_a_diverged_run(tmp_p
     results.save_trajectory(run, [0, 1, 2, 3], np.stack([flat, flat + 1, flat + 2, flat]))
     result = CliRunner().invoke(app, ["landscape", str(run)])
     assert result.exit_code == 2 and "not all finite" in result.output
+
+
+def test_the_landscape_figures_leave_the_tiny_problems_landscape_figure_alone(tmp_path):
+    from optlab import plots
+
+    path = plots.interpolation_curve(tmp_path / "line.png", [0.0, 0.5, 1.0], [2.0, 1.5, 1.0], [0.9, 0.5, 0.2])
+    assert path.read_bytes()[:4] == b"\x89PNG"
+    assert callable(plots.landscape)  # the tiny problem's figure, not a module of the same name

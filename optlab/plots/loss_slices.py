@@ -1,4 +1,8 @@
-"""The figures of `optlab landscape`: the initial-to-final line, and the two planes through the final point."""
+"""The figures of `optlab landscape`: the initial-to-final line, and the two planes through the final point.
+
+(Not named landscape.py: importing optlab.plots.landscape would set the package attribute
+`landscape`, the tiny problem's figure function, to that module.)
+"""
 
 from __future__ import annotations
 
