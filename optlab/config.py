@@ -261,6 +261,9 @@ class RunConfig:
     analyze: tuple[int, ...] | None = setting(
         None, number_list(count(100_000), None, "comma-separated epochs (e.g. --analyze 1,10,50)"),
         "Hessian spectrum (Lanczos) after these epochs, e.g. 1,10,50", "EPOCHS", grid="lists", commands=("run",))
+    hessian_index: bool = setting(False, boolean, "after every epoch, the exact Hessian's share of negative "
+                                  "eigenvalues (its index) on the first 1,000 training images; networks of up to "
+                                  "4,096 parameters")
     data_dir: str | None = setting(None, optional_path, "folder holding the dataset files", "DIR", grid="fixed")
     # the signals experiment (its --init, --init-scale and --activation take lists)
     depth: tuple[int, ...] = setting((2, 5, 10, 20), lambda raw: int_range(raw, 1, 1000),

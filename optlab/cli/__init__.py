@@ -11,7 +11,8 @@ import importlib
 import sys
 import types
 
-COMMANDS = ("commands_analyze", "commands_data", "commands_results", "commands_run", "commands_sweep")
+COMMANDS = ("commands_analyze", "commands_data", "commands_landscape", "commands_results", "commands_run",
+            "commands_sweep")
 
 
 def _typer_app():

@@ -23,6 +23,11 @@ rest of optlab everything they need through the hooks of its `Experiment` entry:
                                         options.curvature names ("hessian" or "ggn"; the report's
                                         "curvature" key says which; raise ConfigError for one it
                                         cannot give). None: "has no trained parameters to analyze".
+    landscape(record, saved, options)   `optlab landscape RUN_DIR`: the loss along the line from the
+        -> dict, or None                initial to the final parameters and on two planes through the
+                                        final point (optlab.curvature.landscape.landscape's dict, plus
+                                        "data"); `saved` holds the run's initial and final parameters
+                                        and its trajectory. None: "has no trajectory to draw".
     summary_line(record) -> str         `optlab run`'s one line about a finished run (rich markup).
     overlays(lines, stem) ->            `optlab compare --plot` / `optlab report`: figures beyond the
         [(path, caption)]               common loss curves that overlay several runs of this
@@ -39,6 +44,7 @@ from optlab.experiments.contract import (
     AnalyzeOptions,
     Experiment,
     Job,
+    LandscapeOptions,
     LanesJob,
     Overlays,
     Progress,
@@ -53,9 +59,9 @@ from optlab.experiments.contract import (
 )
 
 __all__ = [
-    "Analyze", "AnalyzeOptions", "EXPERIMENTS", "Experiment", "Job", "LanesJob", "Overlays", "Progress",
-    "RunContext", "RunResult", "SaveLane", "SweepProgram", "SweepProgress", "Sweeping", "default_summary_line",
-    "training_head",
+    "Analyze", "AnalyzeOptions", "EXPERIMENTS", "Experiment", "Job", "LandscapeOptions", "LanesJob", "Overlays",
+    "Progress", "RunContext", "RunResult", "SaveLane", "SweepProgram", "SweepProgress", "Sweeping",
+    "default_summary_line", "training_head",
 ]
 
 # Each experiment registers itself on import.

@@ -14,16 +14,18 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+import jax
 import numpy as np
 
 from optlab import plots, results
 from optlab.core import checkpoint, devices
-from optlab.curvature import analysis
+from optlab.curvature import analysis, index
 from optlab.experiments.contract import RunContext
 from optlab.problems import mlp
 
 CHECKPOINT_SECONDS = 5.0  # default checkpoint interval: at most this much training is lost to a kill
 SNAPSHOT_EPOCHS = (1, 2, 3, 4, 5, 10)  # and the last: the lecture's first-layer weight figures
+TRAJECTORY_SNAPSHOTS = 20  # flat parameter snapshots after at most this many epochs (and before the first)
 HISTORY_KEYS = ("epoch", "train_loss", "train_error", "test_loss", "test_error", "minibatch_loss", "lr", "epoch_time_s")
 
 
@@ -31,13 +33,18 @@ HISTORY_KEYS = ("epoch", "train_loss", "train_error", "test_loss", "test_error",
 class Log:
     """One configuration's epochs: the history, weight snapshots, summary and status.
 
+    `trajectory` holds the flat parameters (host, float32) before training (epoch 0) and after the
+    `trajectory_epochs`, for `optlab landscape`'s projection of the path onto its principal plane.
+
     A single run keeps one; a sweep keeps one per configuration, and stops writing to it
     once that configuration has diverged while the others go on.
     """
 
     cfg: object
+    keeps_path: bool = True  # a sweep's configurations keep only the start (20 snapshots each would be GBs)
     history: dict = field(default_factory=lambda: {k: [] for k in HISTORY_KEYS})
     snapshots: dict = field(default_factory=dict)
+    trajectory: dict = field(default_factory=dict)
     summary: dict = field(default_factory=dict)
     status: str = "completed"
 
@@ -45,8 +52,13 @@ class Log:
     def live(self) -> bool:
         return self.status == "completed"
 
-    def record(self, row: tuple, first_layer, compile_time: float, train_time: float) -> None:
-        """Add one epoch's row (HISTORY_KEYS order); `first_layer` is a callable giving W1 when a snapshot is due."""
+    def start(self, params) -> None:
+        """Keep the parameters before the first step (a host copy: the device buffers are donated next)."""
+        self.trajectory[0] = _flat(params)
+
+    def record(self, row: tuple, first_layer, compile_time: float, train_time: float, params=None) -> None:
+        """Add one epoch's row (HISTORY_KEYS order); `first_layer` is a callable giving W1 when a snapshot is due,
+        `params` one giving all the parameters when a trajectory snapshot is."""
         for key, value in zip(HISTORY_KEYS, row):
             self.history[key].append(_shortest(value))
         e = int(row[0])
@@ -56,6 +68,8 @@ class Log:
             return
         if e in SNAPSHOT_EPOCHS or e == self.cfg.epochs:
             self.snapshots[e] = np.asarray(first_layer())
+        if params is not None and self.keeps_path and e in trajectory_epochs(self.cfg.epochs):
+            self.trajectory[e] = _flat(params())
         self.summary = self.summary | _summary(self.history, self.cfg, compile_time, train_time, self.summary)
 
 
@@ -94,6 +108,7 @@ class Checkpoints:
         due = epoch % every == 0 if every else time.perf_counter() - self.last >= CHECKPOINT_SECONDS
         if due and epoch < self.cfg.epochs:  # a finished run saves params.npz instead
             extras = {f"snapshot/{k}": v for k, v in log.snapshots.items()} | {"train_time": np.asarray(train_time)}
+            extras |= {f"trajectory/{k}": v for k, v in log.trajectory.items()}
             self.ctx.save_checkpoint(epoch, state, extras)
             self.last = time.perf_counter()
 
@@ -109,8 +124,12 @@ class Checkpoints:
         log.history = {k: list(previous["history"].get(k, []))[:epoch] for k in HISTORY_KEYS}
         log.snapshots = {int(k.removeprefix("snapshot/")): v for k, v in saved.extras.items()
                          if k.startswith("snapshot/")}
+        log.trajectory = {int(k.removeprefix("trajectory/")): v for k, v in saved.extras.items()
+                          if k.startswith("trajectory/")}
+        log.history |= {k: list(v)[:epoch] for k, v in previous["history"].items() if k in index.KEYS}
         log.summary = previous["summary"]
         curvature.rows = [r for r in previous["analysis"].get("hessian_over_training", []) if r["epoch"] <= epoch]
+        curvature.initial = previous["analysis"].get("hessian_index", {}).get("initial", {})
         return epoch + 1, state, float(saved.extras["train_time"])
 
 
@@ -126,8 +145,13 @@ def check_resume(saved: checkpoint.Checkpoint, record: dict, cfg, template) -> N
     if train_time.shape != () or not np.isfinite(train_time) or train_time < 0:
         shown = train_time.tolist() if train_time.shape == () else f"of shape {train_time.shape}"
         raise saved.damaged(f"'extra/train_time' is {train_time.dtype} {shown}, not seconds")
-    w1 = template.params[0]["w"]
+    w1, n = template.params[0]["w"], sum(int(np.prod(layer[k].shape)) for layer in template.params for k in layer)
     for name, value in saved.extras.items():
+        epoch = name.removeprefix("trajectory/")
+        if name.startswith("trajectory/") and not (epoch.isdigit() and 0 <= int(epoch) <= saved.epoch
+                                                   and value.shape == (n,)):
+            raise saved.damaged(f"'extra/{name}' of shape {value.shape} is not a trajectory snapshot of epochs "
+                                f"0..{saved.epoch} (shape ({n},))")
         epoch = name.removeprefix("snapshot/")
         if name.startswith("snapshot/") and not (epoch.isdigit() and 1 <= int(epoch) <= saved.epoch
                                                  and value.shape == w1.shape):
@@ -150,15 +174,32 @@ class Curvature:
         n = min(self.SUBSET, len(labels))
         self.batch = (images[:n], labels[:n])
         self.description = f"the first {n:,} {cfg.experiment} training images, clean loss"
+        # --hessian-index: the exact Hessian's index after every epoch (compiled once, on the same subset)
+        self.index = index.index_program(partial(self._clean, self.loss)) if cfg.hessian_index else None
+        self.initial: dict = {}
 
-    def measure(self, epoch: int, params: Callable[[], Any], lr: float) -> None:
-        """After `epoch`, if it is one of --analyze's: `params()` gives the parameters (fetched only then)."""
+    def start(self, params) -> None:
+        """--hessian-index: the index before the first step too (analysis.hessian_index.initial)."""
+        if self.index:
+            self.initial = index.hessian_index(self.index, params, self.batch)
+
+    @staticmethod
+    def _clean(loss, params, batch):
+        return loss(params, batch, jax.random.key(0))  # deterministic: no noise, no dropout
+
+    def measure(self, epoch: int, params: Callable[[], Any], lr: float) -> dict[str, float]:
+        """After `epoch`, if it is one of --analyze's: `params()` gives the parameters (fetched only then).
+        Returns --hessian-index's row for the history (empty without it)."""
         if epoch in self.epochs:
             spectrum = analysis.analyze_params(self.loss, params(), self.batch, self.description)
             self.rows.append({"epoch": epoch, "lr": lr, **spectrum})
+        return index.hessian_index(self.index, params(), self.batch) if self.index else {}
 
     def analysis(self) -> dict:
-        return {"hessian_over_training": self.rows} if self.epochs else {}
+        rows = {"hessian_over_training": self.rows} if self.epochs else {}
+        index_on = {"hessian_index": {"measured_on": self.description, "zero_rtol": analysis.ZERO_RTOL,
+                                      "history_keys": list(index.KEYS), "initial": self.initial}} if self.index else {}
+        return rows | index_on
 
     def figure(self, run_dir) -> dict[str, dict]:
         if not self.rows or run_dir is None:
@@ -197,6 +238,11 @@ class EpochLoop:
         """Train from epoch `first`; each configuration's (final host params, host test activity)."""
         kept: list = [None] * self.program.n
         epochs, test = self.logs[0].cfg.epochs, None
+        if first == 1:  # before the first epoch donates the state's buffers
+            start = self.program.params(state)
+            for i, log in enumerate(self.logs):
+                log.start(self.program.lane(start, i))
+                self.curvatures[i].start(self.program.lane(start, i))
         for e in range(first, epochs + 1):
             t0 = time.perf_counter()
             state, minibatch_loss, lr, train, test = self.program.epoch(state)
@@ -225,7 +271,7 @@ class EpochLoop:
             if not log.live:
                 continue
             log.record((e, *(r[i] for r in rows), epoch_time), lambda i=i: self.program.lane(params(), i)[0]["w"],
-                       self.compile_time, train_time)
+                       self.compile_time, train_time, lambda i=i: self.program.lane(params(), i))
             done += 1 if log.live else log.cfg.epochs - e + 1
             if not log.live:  # keep what a single run would end with: these params, this test activity
                 kept[i] = (self.program.lane(params(), i), self.program.lane(devices.to_host(test["active"]), i))
@@ -236,7 +282,9 @@ class EpochLoop:
         for i in self._recorded(e):
             if self.logs[i].live:
                 lr = self.logs[i].history["lr"][-1]
-                self.curvatures[i].measure(e, lambda i=i: self.program.lane(params(), i), lr)
+                row = self.curvatures[i].measure(e, lambda i=i: self.program.lane(params(), i), lr)
+                for key, value in row.items():  # --hessian-index: added keys, one value per epoch
+                    self.logs[i].history.setdefault(key, []).append(value)
 
     def _recorded(self, e: int) -> list[int]:
         return [i for i, log in enumerate(self.logs) if log.history["epoch"] and log.history["epoch"][-1] == e]
@@ -245,6 +293,20 @@ class EpochLoop:
 def epochs_text(epochs) -> str:
     """"epoch 3" or "epochs 1, 2, 3": which epochs a figure holds, for its caption."""
     return f"epoch{'s' * (len(epochs) != 1)} {', '.join(map(str, epochs))}"
+
+
+def trajectory_epochs(epochs: int) -> set[int]:
+    """The epochs after which `Log.trajectory` keeps the parameters: all of 1..epochs, or
+    TRAJECTORY_SNAPSHOTS of them evenly spaced, the last always among them."""
+    count = min(epochs, TRAJECTORY_SNAPSHOTS)
+    return {int(e) for e in np.round(np.linspace(0, epochs, count + 1))[1:]}
+
+
+def _flat(params) -> np.ndarray:
+    """The parameters as one float32 host vector, in jax.flatten_util.ravel_pytree's order (a copy)."""
+    from jax.flatten_util import ravel_pytree
+
+    return np.array(ravel_pytree(params)[0], np.float32, copy=True)
 
 
 def _shortest(value) -> float:

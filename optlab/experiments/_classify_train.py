@@ -211,7 +211,7 @@ def run_lanes(cfgs, dataset, n_train: int, sizes, lanes, run_dirs, progress, sav
     evaluate_lanes = jax.jit(jax.vmap(evaluate_for(cfg), in_axes=(0, None, None)), out_shardings=lanes.sharded)
     program = Program(len(cfgs), lambda state: epoch(state, hp, *sets), _evaluator(evaluate_lanes, *sets),
                       devices.to_host, lambda state: devices.to_host(state.params), devices.lane)
-    logs = [Log(c) for c in cfgs]
+    logs = [Log(c, keeps_path=False) for c in cfgs]
     curvatures = [Curvature(c, images, labels) for c in cfgs]
 
     def save(i: int, log: Log, curvature: Curvature) -> None:
@@ -241,7 +241,22 @@ def finish(run_dir, log: Log, curvature: Curvature, params, active, n_test: int)
     } | curvature.analysis()
     figures = _figures(run_dir, cfg, log.history, log.snapshots, active, report["dead_units"],
                        report["activity_measured_on"]) if run_dir else {}
+    if run_dir and 0 in log.trajectory:
+        save_trajectory(run_dir, log.trajectory, params)
     return RunResult(log.status, log.history, log.summary, report, figures | curvature.figure(run_dir), params)
+
+
+def save_trajectory(run_dir, trajectory: dict, params) -> None:
+    """params_init.npz (the parameters before the first step, laid out as params.npz) and, when the run kept
+    its path (single runs do, a sweep's configurations do not), trajectory.npz (every kept snapshot, flat),
+    for `optlab landscape`."""
+    from jax.flatten_util import ravel_pytree
+
+    unravel = ravel_pytree(params)[1]
+    results.save_params(run_dir, unravel(trajectory[0]), results.INITIAL_PARAMS_FILE)
+    epochs = sorted(trajectory)
+    if len(epochs) > 1:
+        results.save_trajectory(run_dir, epochs, np.stack([trajectory[e] for e in epochs]))
 
 
 def lane_bytes(cfg, n_train: int, n_test: int, sizes) -> int:

@@ -85,7 +85,11 @@ def layer_sizes(cfg) -> tuple[int, ...]:
     spec = datasets.DATASETS[cfg.experiment]  # the experiment is named after its dataset
     shape = datasets.image_shape(cfg.experiment, cfg.data_dir)  # a plug-in's: loaded (once) to know it
     sizes = (int(np.prod(shape)), *cfg.hidden, spec.classes)
-    optimizers.check_size(cfg.optimizer, mlp.param_count(sizes, cfg.model), 4)
+    n_params = mlp.param_count(sizes, cfg.model)
+    optimizers.check_size(cfg.optimizer, n_params, 4)
+    if cfg.hessian_index and n_params > optimizers.MAX_DENSE_PARAMS:
+        raise ConfigError(f"--hessian-index forms the dense Hessian: {n_params:,} parameters are more "
+                          f"than its {optimizers.MAX_DENSE_PARAMS:,} (use fewer --hidden units, or --analyze)")
     return sizes
 
 
@@ -179,6 +183,39 @@ def analyze(record: dict, saved: Mapping[str, Any], options: AnalyzeOptions) -> 
     return analysis.analyze_params(loss, params, (images, labels), described, **spectrum)
 
 
+def landscape(record: dict, saved: Mapping[str, Any], options) -> dict:
+    """optlab.curvature.landscape's three views of the clean training loss (and error) of the first
+    `options.subset` training images: weight decay included, no input noise, no dropout."""
+    import jax.numpy as jnp
+
+    from optlab.curvature import landscape as views
+    from optlab.problems import mlp
+
+    cfg = record["config"]
+    data = datasets.load(record["experiment"], options.data_dir or cfg.get("data_dir"))
+    if options.subset > len(data.train_images):
+        raise ConfigError(f"--subset {options.subset:,} is more than the {len(data.train_images):,} training images")
+    images, labels = jnp.asarray(data.train_images[: options.subset]), jnp.asarray(data.train_labels[: options.subset])
+    evaluate = partial(_loss_and_error, float(cfg.get("weight_decay") or 0.0), mlp.network(cfg), images, labels)
+    report = views.landscape(evaluate, _layers(saved["initial"]), _layers(saved["final"]), saved["epochs"],
+                             saved["trajectory"], points=options.points, resolution=options.resolution,
+                             span=options.span, seed=options.seed)
+    return {"data": f"the first {options.subset:,} {record['experiment']} training images, clean loss", **report}
+
+
+def _loss_and_error(weight_decay: float, network: dict, images, labels, params) -> dict:
+    """The clean training loss (mlp.loss without noise or dropout, with weight decay) and the error rate."""
+    import jax
+    import jax.numpy as jnp
+
+    from optlab.problems import mlp
+
+    outputs, _ = mlp.forward(params, mlp.pixels(images), model=network["model"], activation=network["activation"])
+    error = jnp.mean(jnp.argmax(outputs, axis=-1) != labels.astype(jnp.int32))
+    loss = mlp.loss(params, (images, labels), jax.random.key(0), weight_decay=weight_decay, **network)
+    return {"loss": loss, "error": error}
+
+
 def _logits(network, x, params):
     from optlab.problems import mlp
 
@@ -224,7 +261,7 @@ def check(settings: dict) -> None:
 
 NETWORK_FIELDS = ("epochs", "batch_size", "hidden", "model", "activation", "loss", "init", "init_scale",
                   "input_noise", "dropout", "weight_decay", "target_error", "train_subset", "data_parallel",
-                  "checkpoint_every", "analyze", "data_dir")
+                  "checkpoint_every", "analyze", "hessian_index", "data_dir")
 NETWORK_DEFAULTS = {"optimizer": "adam", "lr_schedule": "anneal", "input_noise": 0.0}
 DATASET_DEFAULTS = {
     # The lecture's example model: Adam at 1e-3 annealed over the second half, with Gaussian input
@@ -242,7 +279,7 @@ NETWORK_METRICS = ("test_error", "best_test_error", "final_loss")
 def experiment_for(name: str) -> Experiment:
     """The classification experiment on dataset `name`: its defaults, and every hook."""
     return Experiment(prepare, NETWORK_FIELDS, DATASET_DEFAULTS.get(name, NETWORK_DEFAULTS), NETWORK_LRS, check,
-                      resumable=True, sweep=SWEEPING, metrics=NETWORK_METRICS, analyze=analyze,
+                      resumable=True, sweep=SWEEPING, metrics=NETWORK_METRICS, analyze=analyze, landscape=landscape,
                       summary_line=summary_line)
 
 

@@ -112,6 +112,18 @@ class AnalyzeOptions:
         return min(self.k or 20, n)
 
 
+@dataclass(frozen=True)
+class LandscapeOptions:
+    """`optlab landscape`'s options: the data subset, the grids' resolution and the random plane's seed."""
+
+    subset: int = 1000
+    points: int = 41  # the 1-D line's values of α from 0 to 1 (plus a quarter of that on each side)
+    resolution: int = 21  # each 2-D plane's grid points per side
+    span: float = 1.0  # the random plane's x, y ∈ [−span, span] (filter-normalised units)
+    seed: int = 0
+    data_dir: str | None = None
+
+
 def default_summary_line(record: dict) -> str:
     """`EXPERIMENT OPTIMIZER η=LR SCHEDULE: STATUS, loss L`: for experiments that give no line of their own."""
     summary, cfg = record["summary"], record["config"]
@@ -127,6 +139,8 @@ def training_head(record: dict) -> str:
 
 
 Analyze = Callable[[dict, "Mapping[str, Any]", AnalyzeOptions], dict]
+# (record, {"initial": params_init.npz, "final": params.npz, "epochs": (k,), "trajectory": (k, n)}, options)
+Landscape = Callable[[dict, "Mapping[str, Any]", LandscapeOptions], dict]
 Overlays = Callable[[Sequence[tuple[str, dict]], Path], list[tuple[Path, str]]]
 
 
@@ -143,6 +157,7 @@ class Experiment:
     sweep: Sweeping | None = None
     metrics: tuple[str, ...] = ("final_loss",)
     analyze: Analyze | None = None
+    landscape: Landscape | None = None  # `optlab landscape RUN_DIR`: the loss along lines and planes
     summary_line: Callable[[dict], str] = default_summary_line
     overlays: Overlays | None = None
 

@@ -20,6 +20,7 @@ _HOME = {
     "DPI": "_base", "Curve": "_base",
     "Racer": "animation", "frame_steps": "animation", "race": "animation",
     "bifurcation": "dynamics", "phase_diagram": "dynamics",
+    "interpolation_curve": "loss_slices", "landscape_planes": "loss_slices",
     "edge_of_stability": "analysis", "heatmap": "analysis", "heatmap_layout": "analysis",
     "signals": "analysis", "spectral_density": "analysis",
     "curves": "training", "landscape": "training", "learning_curves": "training", "sparsity": "training",

@@ -27,7 +27,7 @@ import secrets
 import stat
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,8 @@ from optlab.results.checks import check_types
 SCHEMA_VERSION = 2  # see the module docstring for what changed
 METRICS_FILE = "metrics.json"
 PARAMS_FILE = "params.npz"
+INITIAL_PARAMS_FILE = "params_init.npz"  # a network's parameters before its first step, as params.npz
+TRAJECTORY_FILE = "trajectory.npz"  # a network's flat parameters after chosen epochs (save_trajectory)
 CHECKPOINT_FILE = "checkpoint.npz"  # optlab.core.checkpoint's, named here so --overwrite knows it
 LOCK_FILE = claim.LOCK_FILE  # held while a process writes the folder (optlab.results.claim)
 EXIT_IO = 74  # EX_IOERR: a write failed (disk full, quota, I/O error); 1 means "diverged", 2 bad input
@@ -180,7 +182,8 @@ def replaceable_files(path: Path) -> list[Path]:
         raise ResultsError(f"--overwrite refuses to empty {path}: its metrics.json belongs to run "
                            f"{record.get('run_id')!r}, not to a run named {path.name!r}")
     figure_names = [entry["path"] for entry in figures_of(record).values()]
-    ours = {METRICS_FILE, PARAMS_FILE, CHECKPOINT_FILE, LOCK_FILE, ".write-probe", *figure_names}
+    ours = {METRICS_FILE, PARAMS_FILE, INITIAL_PARAMS_FILE, TRAJECTORY_FILE, CHECKPOINT_FILE, LOCK_FILE,
+            ".write-probe", *figure_names}
     files = []
     for entry in sorted(path.iterdir()):
         temporary = entry.name.startswith(".") and entry.name.endswith(".tmp")
@@ -347,11 +350,14 @@ def find_runs(*roots: Path) -> Iterator[Path]:
                 yield file.parent
 
 
-def save_params(run_dir: Path, params: Any) -> Path:
-    """Save a pytree of arrays as params.npz, keyed by its path ("layers/0/w")."""
+def save_params(run_dir: Path, params: Any, file: str = PARAMS_FILE) -> Path:
+    """Save a pytree of arrays as params.npz (or `file`), keyed by its path ("layers/0/w")."""
+    return _save_npz(Path(run_dir) / file, flat_params(params))
+
+
+def _save_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> Path:
     buffer = io.BytesIO()
-    np.savez(buffer, **flat_params(params))
-    path = Path(run_dir) / PARAMS_FILE
+    np.savez(buffer, **arrays)
     write_atomic(path, buffer.getvalue())
     return path
 
@@ -364,7 +370,24 @@ def flat_params(params: Any) -> dict[str, np.ndarray]:
             for keypath, leaf in jax.tree_util.tree_flatten_with_path(params)[0]}
 
 
-def load_params(run_dir: Path) -> dict[str, np.ndarray]:
+def save_trajectory(run_dir: Path, epochs: Sequence[int], flat_params: np.ndarray) -> Path:
+    """trajectory.npz: "epochs" (k,) and "params" (k, n), row i the parameters after epoch epochs[i]
+    (0: before training) as one flat vector, in the order of jax.flatten_util.ravel_pytree of the
+    saved parameters (layer 0's b, w, layer 1's b, w, …: params.npz's keys sorted within a layer)."""
+    return _save_npz(Path(run_dir) / TRAJECTORY_FILE,
+                     {"epochs": np.asarray(epochs, np.int64), "params": np.asarray(flat_params)})
+
+
+def load_trajectory(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(epochs, flat params) of a run's trajectory.npz (save_trajectory); ResultsError when absent or damaged."""
+    saved = load_params(run_dir, TRAJECTORY_FILE)
+    if set(saved) != {"epochs", "params"} or saved["params"].ndim != 2 or len(saved["epochs"]) != len(saved["params"]):
+        raise ResultsError(f"{Path(run_dir) / TRAJECTORY_FILE}: not a trajectory (arrays 'epochs' (k,) and "
+                           "'params' (k, n))")
+    return saved["epochs"], saved["params"]
+
+
+def load_params(run_dir: Path, file: str = PARAMS_FILE) -> dict[str, np.ndarray]:
     """The arrays of a run's params.npz by key; ResultsError naming the file when it cannot be read.
 
     np.load reads a zip archive lazily, so a truncated or corrupt file fails only when an array is
@@ -372,9 +395,9 @@ def load_params(run_dir: Path) -> dict[str, np.ndarray]:
     bytes they find (BadZipFile, zlib.error, EOFError, TokenError, NotImplementedError, ...).
     Reading has no side effects, so every one of them means "this file is damaged".
     """
-    path = Path(run_dir) / PARAMS_FILE
+    path = Path(run_dir) / file
     if not path.exists():
-        raise ResultsError(f"{run_dir}: no saved parameters ({PARAMS_FILE} is missing)")
+        raise ResultsError(f"{run_dir}: no saved parameters ({file} is missing)")
     if not path.is_file():
         raise ResultsError(f"{path}: not a regular file")
     try:
