@@ -14,6 +14,7 @@ from optlab.cli import app
 from optlab.errors import Interrupted
 from optlab.runs import resolve, runner
 from optlab.runs.record import RunRecord
+from stops import StopAt
 from test_classify import write_fixture
 
 # 240 images in batches of 20: 12 steps an epoch; a network small enough for an exact-enough Lanczos in seconds
@@ -86,18 +87,6 @@ def test_a_run_shorter_than_the_snapshot_epochs_lists_only_its_own(data_dir, tmp
     assert figures["weights"]["epochs"] == drawn[0] == [1, 2, 3]
 
 
-class StopAfter2:
-    """A Ctrl-C as the second epoch is reported: the record and the checkpoint hold epoch 1."""
-
-    def start(self, total, description):
-        pass
-
-    def advance(self, completed, metrics):
-        if completed == 2:
-            raise KeyboardInterrupt
-
-    def stop(self):
-        pass
 
 
 class SchemaOnStart:
@@ -119,7 +108,7 @@ class SchemaOnStart:
 def test_a_resumed_schema_1_run_is_schema_2_from_its_first_write(data_dir, tmp_path, drawn):
     run_dir = tmp_path / "run"
     with pytest.raises(Interrupted):
-        runner.run(network(data_dir, run_dir, epochs=6, checkpoint_every=1), bar=StopAfter2())
+        runner.run(network(data_dir, run_dir, epochs=6, checkpoint_every=1), bar=StopAt(2))
     before = as_version_1(run_dir)
     assert before["status"] == "interrupted" and before["history"]["epoch"] == [1]
     bar = SchemaOnStart(run_dir)

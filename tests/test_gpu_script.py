@@ -14,10 +14,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from optlab.data.idx import write_idx
+from test_sweep import bars_dataset
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu.py"
 BLOCKER = """
@@ -33,18 +32,6 @@ sys.meta_path.insert(0, Refuse())
 """
 
 
-def small_mnist(folder: Path) -> Path:
-    """200 training and 20 test images in MNIST's file layout: class c is a bright bar at height c."""
-    rng = np.random.default_rng(0)
-    folder.mkdir(parents=True)
-    for prefix, n in (("train", 200), ("t10k", 20)):
-        labels = np.resize(np.arange(4, dtype=np.uint8), n)
-        images = rng.integers(0, 41, (n, 28, 28)).astype(np.uint8)
-        for c in range(4):
-            images[labels == c, 2 + 7 * c: 5 + 7 * c, 3:25] = 230
-        write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", images)
-        write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", labels)
-    return folder
 
 
 @pytest.fixture
@@ -64,7 +51,7 @@ def test_the_blocker_refuses_pooch_and_platformdirs(blocked_env):
 
 @pytest.mark.slow
 def test_the_gpu_script_runs_every_section_test_sized_without_pooch_or_platformdirs(blocked_env, tmp_path):
-    data = small_mnist(tmp_path / "mnist")
+    data = bars_dataset(tmp_path / "mnist", 200, 20)
     out = tmp_path / "gpu.json"
     done = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--data-dir", str(data), "--out", str(out),
                            "--budget-s", "1500", "--keep", str(tmp_path / "runs")],

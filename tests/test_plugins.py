@@ -26,6 +26,7 @@ from optlab.problems.inits import INITS
 from optlab.results.checks import check_types
 from optlab.runs import resolve
 from optlab.sweep import grid
+from stops import StopAt
 
 ROOT = Path(__file__).parents[1]
 STEPS = 30
@@ -289,18 +290,6 @@ def test_resume_loads_the_recorded_plugins_and_refuses_a_changed_or_missing_one(
     assert (run / "metrics.json").read_bytes() == before
 
 
-class StopInEpoch3:
-    """A Ctrl-C as epoch 3 is reported: epochs 1 and 2 are recorded and checkpointed."""
-
-    def start(self, total, description):
-        pass
-
-    def advance(self, completed, metrics):
-        if completed == 3:
-            raise KeyboardInterrupt
-
-    def stop(self):
-        pass
 
 
 @pytest.mark.slow  # two short classifier runs on synthetic images: ~10 s
@@ -317,7 +306,7 @@ def test_a_resumed_plugin_run_loads_the_recorded_file_and_ends_as_the_straight_r
                           quiet=True).record
     with pytest.raises(Interrupted):
         runner.run(resolve.resolve([config.Layer({**layer, "run_dir": str(tmp_path / "b")}, "flag")]),
-                   bar=StopInEpoch3())
+                   bar=StopAt(3))
     plugins.forget()  # a new process: nothing but what the record names
     assert "lion" not in OPTIMIZERS
     record = results.read_metrics(folder(cli("run", "--resume", tmp_path / "b", "-q")))

@@ -24,23 +24,12 @@ from optlab.data import datasets
 from optlab.errors import DataError, Interrupted
 from optlab.experiments import _classify_train
 from optlab.runs import resolve, runner
+from stops import StopAt
 from test_classify import BASE, write_fixture
 
 RUN = {**BASE, "hidden": "16", "epochs": "4", "checkpoint_every": "1"}  # 240 images, 12 steps an epoch
 
 
-class StopInEpoch3:
-    """A Ctrl-C as epoch 3 is reported: epochs 1 and 2 are in metrics.json, epoch 2 in the checkpoint."""
-
-    def start(self, total, description):
-        pass
-
-    def advance(self, completed, metrics):
-        if completed == 3:
-            raise KeyboardInterrupt
-
-    def stop(self):
-        pass
 
 
 def settings(**more) -> config.RunConfig:
@@ -49,7 +38,7 @@ def settings(**more) -> config.RunConfig:
 
 def interrupted(run_dir: Path, data_dir: Path) -> Path:
     with pytest.raises(Interrupted):
-        runner.run(settings(data_dir=data_dir, run_dir=run_dir), bar=StopInEpoch3())
+        runner.run(settings(data_dir=data_dir, run_dir=run_dir), bar=StopAt(3))
     return run_dir
 
 
