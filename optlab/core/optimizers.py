@@ -39,6 +39,8 @@ class OptimizerSpec:
     default_lr: float
     hyperparams: tuple[str, ...] = ()  # config fields passed to the factory besides the learning rate
     dense_hessian: bool = False  # forms the n×n Hessian: refused when n > MAX_DENSE_PARAMS
+    static: tuple[str, ...] = ()  # config fields passed as Python values (they shape the program), not arrays
+    network: bool = False  # takes the network's split loss (optlab.curvature.layers.Network) as `network`
 
 
 OPTIMIZERS: Registry[OptimizerSpec] = Registry("optimizer")
@@ -46,11 +48,13 @@ MAX_DENSE_PARAMS = 4096  # a 4096² float64 Hessian is 134 MB; beyond that use a
 
 
 def optimizer(name: str, help: str, default_lr: float, hyperparams: tuple[str, ...] = (),
-              dense_hessian: bool = False) -> Callable[[Callable], Callable]:
+              dense_hessian: bool = False, static: tuple[str, ...] = (), network: bool = False
+              ) -> Callable[[Callable], Callable]:
     """Register `factory` under `name`: it then shows in `optlab list`, `--opt`'s help and its completion."""
 
     def decorate(factory):
-        OPTIMIZERS.register(name, help, OptimizerSpec(factory, default_lr, hyperparams, dense_hessian))
+        OPTIMIZERS.register(name, help, OptimizerSpec(factory, default_lr, hyperparams, dense_hessian, static,
+                                                      network))
         return factory
 
     return decorate
@@ -94,12 +98,26 @@ def saddle_free_newton(learning_rate, damping=0.0, line_search=False):
     return second_order.saddle_free_newton(learning_rate, damping, line_search)
 
 
-@optimizer("hessian-free", "Hessian-free (Martens, 2010): truncated CG on H-vector products, λ adapted (--cg-iters)",
-           1.0, ("damping", "cg_iters"))
-def hessian_free(learning_rate, damping=1.0, cg_iters=10):
+@optimizer("hessian-free", "Hessian-free (Martens, 2010): preconditioned CG on Gauss–Newton products, backtracked, "
+           "λ adapted (--cg-iters, --curvature, --curvature-batch)", 1.0, ("damping", "cg_iters"),
+           static=("curvature", "curvature_batch"), network=True)
+def hessian_free(learning_rate, damping=1.0, cg_iters=10, curvature=None, curvature_batch=None, network=None):
     from optlab.core import second_order
 
-    return second_order.hessian_free(learning_rate, damping, cg_iters)
+    return second_order.hessian_free(learning_rate, damping, cg_iters, curvature=curvature,
+                                     curvature_batch=curvature_batch, network=network)
+
+
+@optimizer("kfac", "K-FAC (Martens & Grosse, 2015): Kronecker-factored natural gradient with momentum, dense "
+           "layers (--damping, --momentum, --inverse-every)", 0.1, ("damping", "momentum", "inverse_every"),
+           static=("curvature_batch",), network=True)
+def kfac(learning_rate, damping=1e-3, momentum=0.9, inverse_every=20, curvature_batch=None, network=None):
+    from optlab.core import kfac as kfac_module
+
+    if network is None:
+        raise ValueError("kfac needs a network of dense layers (the classify experiments)")
+    return kfac_module.kfac(learning_rate, network, damping, momentum, inverse_every,
+                            curvature_batch=curvature_batch)
 
 
 @optimizer("adagrad", "Adagrad (Duchi et al., 2011): η scaled by the root of the summed squared gradients", 0.01)
@@ -136,19 +154,27 @@ def build(
     hyperparams: Mapping[str, jax.Array],
     grad_noise: jax.Array | None = None,
     key: jax.Array | None = None,
+    static: Mapping | None = None,
+    network=None,
 ) -> optax.GradientTransformationExtraArgs:
     """The optimizer `name` with its learning rate following `schedule`.
 
     `grad_noise` (σ, may be traced) adds N(0, σ²) to every gradient before the optimizer
     sees it: the lecture's "momentum with a noisy gradient". Pass None to leave it out of
-    the program entirely.
+    the program entirely. `static` holds the optimizer's settings that shape its program (Python
+    values, `static_settings`); `network` (optlab.curvature.layers.Network) is what the methods that
+    need a network's outputs (hessian-free's Gauss–Newton, kfac) receive.
     """
     import optax
 
     spec = OPTIMIZERS[name]
     # A hyperparameter left out (or None: "not set") takes the factory's own default.
     given = {k: hyperparams[k] for k in spec.hyperparams if hyperparams.get(k) is not None}
-    tx = optax.inject_hyperparams(spec.factory)(learning_rate=schedule, **given)
+    given |= {k: static[k] for k in spec.static if static and static.get(k) is not None}
+    if spec.network and network is not None:
+        given["network"] = network
+    static_args = (*spec.static, *("network",) * spec.network)
+    tx = optax.inject_hyperparams(spec.factory, static_args=static_args)(learning_rate=schedule, **given)
     if grad_noise is None:
         return tx
     return optax.chain(optax.add_noise(grad_noise**2, 0.0, key), tx)
@@ -163,6 +189,11 @@ def hyperparams(cfg, dtype) -> dict[str, jax.Array]:
     values = {k: getattr(cfg, k) for k in dict.fromkeys(names) if getattr(cfg, k) is not None}
     kinds = {bool: bool, int: jnp.int32}
     return {k: jnp.asarray(v, kinds.get(type(v), dtype)) for k, v in values.items()}
+
+
+def static_settings(cfg) -> dict:
+    """The run's settings its optimizer takes as Python values (OptimizerSpec.static)."""
+    return {k: getattr(cfg, k) for k in OPTIMIZERS[cfg.optimizer].static}
 
 
 def check_size(name: str, n_params: int, itemsize: int) -> None:

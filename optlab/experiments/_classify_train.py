@@ -18,6 +18,7 @@ import numpy as np
 from optlab import plots, results
 from optlab.core import devices, optimizers, schedules
 from optlab.core.engine import TrainState, epoch_fn, init_state
+from optlab.curvature.layers import Network
 from optlab.errors import ConfigError
 from optlab.experiments._classify_loop import Checkpoints, Curvature, EpochLoop, Log, Program, epochs_text
 from optlab.experiments.contract import RunContext, RunResult
@@ -36,9 +37,18 @@ def make_tx_for(cfg, total_steps: int):
     def make_tx(hp, key):
         schedule = schedules.build(cfg.lr_schedule, hp["lr"], total_steps, cfg)
         noise = hp["grad_noise"] if cfg.grad_noise > 0 else None
-        return optimizers.build(cfg.optimizer, schedule, hp, noise, key)
+        return optimizers.build(cfg.optimizer, schedule, hp, noise, key, optimizers.static_settings(cfg),
+                                network_for(cfg, hp))
 
     return make_tx
+
+
+def network_for(cfg, hp: dict) -> Network:
+    """`loss_for`'s loss split as C(θ) = mean ℓ(f(θ; x), y) + R(θ), for hessian-free's Gauss–Newton and kfac."""
+    noise = hp["input_noise"] if cfg.input_noise > 0 else 0.0
+    decay = partial(mlp.penalty, weight_decay=hp["weight_decay"]) if cfg.weight_decay > 0 else None
+    forward = partial(mlp.outputs, dropout=cfg.dropout, input_noise=noise)
+    return Network(forward, mlp.example_losses, decay, lambda z, key: jax.random.categorical(key, z))
 
 
 def hyperparams(cfg) -> dict:

@@ -214,7 +214,7 @@ def check(settings: dict) -> None:
 
 NETWORK_FIELDS = ("epochs", "batch_size", "hidden", "init", "init_scale", "input_noise", "dropout",
                   "weight_decay", "target_error", "train_subset", "data_parallel", "checkpoint_every", "analyze",
-                  "data_dir")
+                  "data_dir", "curvature", "curvature_batch", "inverse_every")
 NETWORK_DEFAULTS = {"optimizer": "adam", "lr_schedule": "anneal", "input_noise": 0.0}
 DATASET_DEFAULTS = {
     # The lecture's example model: Adam at 1e-3 annealed over the second half, with Gaussian input

@@ -55,16 +55,34 @@ def loss(params, batch, key, *, input_noise=0.0, dropout: float = 0.0, weight_de
     dropped with probability `dropout`. A term given as the Python number 0 is left out of
     the program; `input_noise` and `weight_decay` may also be traced arrays (a sweep's lanes).
     """
-    images, labels = batch
+    logits, _ = outputs(params, batch, key, input_noise=input_noise, dropout=dropout)
+    value = example_losses(logits, batch[1]).mean()
+    if not _is_zero(weight_decay):
+        value = value + penalty(params, weight_decay)
+    return value
+
+
+def outputs(params, batch, key, *, input_noise=0.0, dropout: float = 0.0):
+    """`loss`'s forward pass: the logits z and each dense layer's input [x, h₁, h₂, …] (x with its
+    input noise, hᵢ after the activation and before dropout). Second-order methods split the loss as
+    C(θ) = L(z(θ), y) + R(θ) (optlab.curvature.layers.Network) to linearise z."""
+    images, _ = batch
     x = pixels(images)
     noise_key, dropout_key = jax.random.split(key)
     if not _is_zero(input_noise):
         x = x + input_noise * jax.random.normal(noise_key, x.shape, x.dtype)
-    logits, _ = forward(params, x, dropout, dropout_key)
-    value = optax.softmax_cross_entropy_with_integer_labels(logits, labels.astype(jnp.int32)).mean()
-    if not _is_zero(weight_decay):
-        value = value + 0.5 * weight_decay * sum(jnp.sum(layer["w"] ** 2) for layer in params)
-    return value
+    logits, hidden = forward(params, x, dropout, dropout_key)
+    return logits, [x, *hidden]
+
+
+def example_losses(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """Each example's softmax cross-entropy ℓᵢ = −log softmax(zᵢ)_{yᵢ}, from the logits (stably)."""
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels.astype(jnp.int32))
+
+
+def penalty(params, weight_decay) -> jax.Array:
+    """The weight decay term (λ/2) Σ ‖W‖² (biases are not penalised)."""
+    return 0.5 * weight_decay * sum(jnp.sum(layer["w"] ** 2) for layer in params)
 
 
 def _is_zero(value) -> bool:
