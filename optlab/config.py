@@ -222,18 +222,18 @@ class RunConfig:
     # second-order optimizers
     damping: float | None = setting(
         None, optional_positive, "λ in H + λI: newton, saddle-free-newton (default: none); "
-        "hessian-free's initial λ (default: 1)", "λ")
+        "hessian-free's initial λ (default: 1); kfac's factored Tikhonov λ (default: 0.1)", "λ")
     line_search: bool = setting(False, boolean, "newton, saddle-free-newton: halve η until the loss decreases (Armijo)")
-    cg_iters: int = setting(10, count(10_000), "hessian-free: at most this many conjugate-gradient steps per "
+    cg_iters: int = setting(50, count(10_000), "hessian-free: at most this many conjugate-gradient steps per "
                             "update (fewer when Martens' relative-progress rule stops it)", "INT", grid="ints")
     # second-order optimizers on networks (the classify experiments)
     curvature: str = setting("ggn", one_of("ggn", "hessian"), "hessian-free: the curvature CG solves with, ggn "
                              "(Gauss–Newton, positive semi-definite: Martens') or hessian", "ggn|hessian")
     curvature_batch: int | None = setting(None, count(10_000_000), "hessian-free, kfac: curvature products / "
                                           "factor statistics on the first N examples of each minibatch (default: "
-                                          "all)", "N", grid="ints")
+                                          "all)", "N")
     inverse_every: int = setting(20, count(100_000), "kfac: recompute the Kronecker factors' inverses every N "
-                                 "steps", "N", grid="ints")
+                                 "steps", "N")
     # the tiny 2-weight problem
     steps: int = setting(100, count(100_000), "number of updates", "INT", grid="ints")
     start: tuple[float, float] = setting((0.5, 1.5), start_point, "starting point W1,W2", "W1,W2", grid="lists")

@@ -220,3 +220,11 @@ def test_a_bad_curvature_is_one_line_exit_2(tmp_path):
     assert result.exit_code == 2
     assert result.output.strip() == "error: --curvature must be one of ggn, hessian, got 'fisher'"
     assert not any(tmp_path.iterdir())
+
+
+def test_kfac_on_the_tiny_problem_is_one_line_exit_2(tmp_path):
+    result = CliRunner().invoke(app, ["run", "tiny", "--opt", "kfac", "--out", str(tmp_path)])
+    assert result.exit_code == 2
+    expected = "error: --opt kfac needs a network of dense layers: use it on mnist or fashion-mnist"
+    assert result.output.strip() == expected
+    assert not any(tmp_path.iterdir())

@@ -41,6 +41,7 @@ class OptimizerSpec:
     dense_hessian: bool = False  # forms the n×n Hessian: refused when n > MAX_DENSE_PARAMS
     static: tuple[str, ...] = ()  # config fields passed as Python values (they shape the program), not arrays
     network: bool = False  # takes the network's split loss (optlab.curvature.layers.Network) as `network`
+    needs_network: bool = False  # cannot run without one: refused on problems that are not networks
 
 
 OPTIMIZERS: Registry[OptimizerSpec] = Registry("optimizer")
@@ -48,13 +49,13 @@ MAX_DENSE_PARAMS = 4096  # a 4096² float64 Hessian is 134 MB; beyond that use a
 
 
 def optimizer(name: str, help: str, default_lr: float, hyperparams: tuple[str, ...] = (),
-              dense_hessian: bool = False, static: tuple[str, ...] = (), network: bool = False
-              ) -> Callable[[Callable], Callable]:
+              dense_hessian: bool = False, static: tuple[str, ...] = (), network: bool = False,
+              needs_network: bool = False) -> Callable[[Callable], Callable]:
     """Register `factory` under `name`: it then shows in `optlab list`, `--opt`'s help and its completion."""
 
     def decorate(factory):
         OPTIMIZERS.register(name, help, OptimizerSpec(factory, default_lr, hyperparams, dense_hessian, static,
-                                                      network))
+                                                      network or needs_network, needs_network))
         return factory
 
     return decorate
@@ -101,7 +102,7 @@ def saddle_free_newton(learning_rate, damping=0.0, line_search=False):
 @optimizer("hessian-free", "Hessian-free (Martens, 2010): preconditioned CG on Gauss–Newton products, backtracked, "
            "λ adapted (--cg-iters, --curvature, --curvature-batch)", 1.0, ("damping", "cg_iters"),
            static=("curvature", "curvature_batch"), network=True)
-def hessian_free(learning_rate, damping=1.0, cg_iters=10, curvature=None, curvature_batch=None, network=None):
+def hessian_free(learning_rate, damping=1.0, cg_iters=50, curvature=None, curvature_batch=None, network=None):
     from optlab.core import second_order
 
     return second_order.hessian_free(learning_rate, damping, cg_iters, curvature=curvature,
@@ -110,8 +111,8 @@ def hessian_free(learning_rate, damping=1.0, cg_iters=10, curvature=None, curvat
 
 @optimizer("kfac", "K-FAC (Martens & Grosse, 2015): Kronecker-factored natural gradient with momentum, dense "
            "layers (--damping, --momentum, --inverse-every)", 0.1, ("damping", "momentum", "inverse_every"),
-           static=("curvature_batch",), network=True)
-def kfac(learning_rate, damping=1e-3, momentum=0.9, inverse_every=20, curvature_batch=None, network=None):
+           static=("curvature_batch",), needs_network=True)
+def kfac(learning_rate, damping=0.1, momentum=0.9, inverse_every=20, curvature_batch=None, network=None):
     from optlab.core import kfac as kfac_module
 
     if network is None:
@@ -196,8 +197,11 @@ def static_settings(cfg) -> dict:
     return {k: getattr(cfg, k) for k in OPTIMIZERS[cfg.optimizer].static}
 
 
-def check_size(name: str, n_params: int, itemsize: int) -> None:
-    """Refuse a dense-Hessian method on a problem whose Hessian would not fit, before it runs."""
+def check_size(name: str, n_params: int, itemsize: int, network: bool = True) -> None:
+    """Refuse a dense-Hessian method on a problem whose Hessian would not fit, and one that needs a
+    network's layers on a problem without them (`network` False), before it runs."""
+    if OPTIMIZERS[name].needs_network and not network:
+        raise ConfigError(f"--opt {name} needs a network of dense layers: use it on mnist or fashion-mnist")
     if OPTIMIZERS[name].dense_hessian and n_params > MAX_DENSE_PARAMS:
         gigabytes = n_params**2 * itemsize / 1e9
         raise ConfigError(

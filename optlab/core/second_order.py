@@ -258,7 +258,7 @@ def backtrack(path: CGPath, value_at: Callable[[jax.Array], jax.Array]) -> tuple
 
 
 def hessian_free(learning_rate: float | jax.Array = 1.0, damping: float | jax.Array = 1.0,
-                 cg_iters: int | jax.Array = 250, warm_start: float = 0.95, curvature: str | None = None,
+                 cg_iters: int | jax.Array = 50, warm_start: float = 0.95, curvature: str | None = None,
                  curvature_batch: int | None = None, network=None, precondition: bool = True
                  ) -> optax.GradientTransformationExtraArgs:
     """Hessian-free optimisation as Martens (2010) does it; never forms a matrix.
