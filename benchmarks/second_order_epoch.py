@@ -4,7 +4,7 @@ Each optimizer's compiled epoch (the one `optlab run mnist` runs, input noise 0)
 training images, the optimizers taking turns round after round, so that a load on the machine that
 comes and goes falls on all of them alike. Reported: each one's median epoch time and its ratio to
 Adam's. The settings are the README's (hessian-free: minibatch 500, curvature minibatch 100, at most
-50 CG steps, initial λ 0.1; kfac: minibatch 500, η 0.1; Adam: minibatch 100, η 10⁻³). The data are
+50 CG steps, initial λ 0.1; kfac: minibatch 500, η 0.1, λ 0.3; Adam: minibatch 100, η 10⁻³). The data are
 found as `optlab run` finds them ($OPTLAB_DATA, …).
 
     python benchmarks/second_order_epoch.py [--repeats 3] [--train-subset 10000]
@@ -23,7 +23,7 @@ RUNS = {
                          "cg_iters": "50", "damping": "0.1", "curvature": "ggn"},
     "hessian-free hessian": {"optimizer": "hessian-free", "batch_size": "500", "curvature_batch": "100",
                              "cg_iters": "50", "damping": "0.1", "curvature": "hessian"},
-    "kfac": {"optimizer": "kfac", "lr": "0.1", "batch_size": "500"},
+    "kfac": {"optimizer": "kfac", "lr": "0.1", "batch_size": "500", "damping": "0.3"},
 }
 
 

@@ -222,7 +222,7 @@ class RunConfig:
     # second-order optimizers
     damping: float | None = setting(
         None, optional_positive, "λ in H + λI: newton, saddle-free-newton (default: none); "
-        "hessian-free's initial λ (default: 1); kfac's factored Tikhonov λ (default: 0.1)", "λ")
+        "hessian-free's initial λ (default: 1); kfac's factored Tikhonov λ (default: 0.3)", "λ")
     line_search: bool = setting(False, boolean, "newton, saddle-free-newton: halve η until the loss decreases (Armijo)")
     cg_iters: int = setting(50, count(10_000), "hessian-free: at most this many conjugate-gradient steps per "
                             "update (fewer when Martens' relative-progress rule stops it)", "INT", grid="ints")

@@ -122,7 +122,7 @@ def clip_by_model_change(learning_rate: float | jax.Array, bound: float) -> opta
     return optax.GradientTransformationExtraArgs(lambda params: optax.EmptyState(), update_fn)
 
 
-def kfac(learning_rate: float | jax.Array, network: Network, damping: float | jax.Array = 0.1,
+def kfac(learning_rate: float | jax.Array, network: Network, damping: float | jax.Array = 0.3,
          momentum: float | jax.Array = 0.9, inverse_every: int | jax.Array = 20, decay: float = 0.95,
          kl_clip: float = 1e-2, curvature_batch: int | None = None) -> optax.GradientTransformationExtraArgs:
     """θ ← θ + v, v ← μ v − η ν F̂⁻¹ g: `scale_by_kfac`, `clip_by_model_change`, then optax's momentum SGD."""

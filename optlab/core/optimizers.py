@@ -112,7 +112,7 @@ def hessian_free(learning_rate, damping=1.0, cg_iters=50, curvature=None, curvat
 @optimizer("kfac", "K-FAC (Martens & Grosse, 2015): Kronecker-factored natural gradient with momentum, dense "
            "layers (--damping, --momentum, --inverse-every)", 0.1, ("damping", "momentum", "inverse_every"),
            static=("curvature_batch",), needs_network=True)
-def kfac(learning_rate, damping=0.1, momentum=0.9, inverse_every=20, curvature_batch=None, network=None):
+def kfac(learning_rate, damping=0.3, momentum=0.9, inverse_every=20, curvature_batch=None, network=None):
     from optlab.core import kfac as kfac_module
 
     if network is None:

@@ -6,7 +6,9 @@ own line searches do.
 
 - `newton` and `saddle_free_newton` form the dense Hessian, so they are for small problems
   only; `optlab.core.optimizers` refuses them on large ones before anything runs.
-- `hessian_free` only ever multiplies by the Hessian (optlab.curvature.hvp), so it runs on networks.
+- `hessian_free` only ever multiplies by a curvature matrix (optlab.curvature.hvp: the Gauss–Newton
+  matrix of a network's outputs, or the Hessian), so it runs on networks. On a network it also
+  receives the engine's `batch` and `key` and the run's `network` (optlab.curvature.layers.Network).
 
 Hyperparameters arrive as arrays (optax.inject_hyperparams), so switches such as the line
 search are traced booleans, used inside the program rather than in Python `if`s.
