@@ -139,6 +139,21 @@ def optional_positive(raw: Any) -> float | None:
     return None if raw is None else positive(raw)
 
 
+def setting_pairs(raw: Any) -> tuple[tuple[str, Any], ...]:
+    """An optimizer's own settings, as recorded ({"b1": 0.9}) or held ((("b1", 0.9),)): name-value pairs.
+
+    Only their shape is checked here; which names and values the optimizer takes, optlab.runs.resolve checks.
+    """
+    items = raw.items() if isinstance(raw, Mapping) else raw
+    try:
+        pairs = tuple((str(k), v) for k, v in items)
+    except (TypeError, ValueError):
+        raise ValueError("must be a table of the optimizer's own settings, e.g. {b1 = 0.9}") from None
+    if any(isinstance(v, (Mapping, list, tuple)) for _, v in pairs):
+        raise ValueError("must hold single values (numbers, true/false, text)")
+    return pairs
+
+
 def boolean(raw: Any) -> bool:
     if isinstance(raw, bool):
         return raw
@@ -217,6 +232,11 @@ class RunConfig:
     anneal_fraction: float = setting(0.5, fraction, "anneal: the part of the run spent decaying", "FRACTION")
     lr_decay: float = setting(0.1, open_fraction, "step, exponential, inverse-time: η's final factor", "FACTOR")
     momentum: float = setting(0.9, unit_interval, "momentum α of momentum and nesterov", "FLOAT")
+    # a plug-in optimizer's own keywords (b1=0.9, …): given as `--set b1=0.95` or `b1 = 0.95` in a TOML file,
+    # recorded as {"b1": 0.95, ...}; optlab.core.optimizers.OwnSetting says how each is read
+    optimizer_settings: tuple[tuple[str, Any], ...] = setting(
+        (), setting_pairs, "the optimizer's own settings (a plug-in factory's keywords), given as --set KEY=VALUE",
+        "KEY=VALUE", grid="fixed", commands=())
     seed: int = setting(0, seed_int, "random seed", "INT", grid="ints")
     grad_noise: float = setting(0.0, non_negative, "σ of N(0, σ²) noise added to every gradient", "SIGMA")
     # second-order optimizers
@@ -285,8 +305,17 @@ class RunConfig:
                                 "INT", grid="fixed", commands=("run",))
 
     def to_dict(self, keys: Iterable[str] | None = None) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
+        """The fields as plain data (metrics.json's config); the optimizer's own settings as a {name: value} table."""
+        data = dataclasses.asdict(self) | {"optimizer_settings": dict(self.optimizer_settings)}
         return data if keys is None else {k: data[k] for k in keys}
+
+    def __getattr__(self, key: str) -> Any:
+        """An optimizer's own setting reads like a field (cfg.b1), for the sweep's columns and labels."""
+        own = self.__dict__.get("optimizer_settings", ())
+        for name, value in own:
+            if name == key:
+                return value
+        raise AttributeError(key)
 
 
 FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(RunConfig)}
@@ -299,8 +328,10 @@ TRAINING_FIELDS = ("optimizer", "lr", "lr_schedule", "anneal_fraction", "lr_deca
 
 
 def applicable(experiment) -> tuple[str, ...]:
-    """The settings that apply to an experiment (an `experiments.Experiment`), in field order."""
+    """The settings that apply to an experiment (an `experiments.Experiment`), in field order; where an
+    optimizer applies, so do its own settings (optimizer_settings)."""
     names = set(BASE_FIELDS + (TRAINING_FIELDS if experiment.trains else ()) + tuple(experiment.fields))
+    names |= {"optimizer_settings"} if "optimizer" in names else set()
     return tuple(k for k in FIELDS if k in names)
 
 
@@ -309,11 +340,14 @@ class Layer:
     """Raw settings from one source; `label(key)` says where a value came from, for errors."""
 
     values: Mapping[str, Any]
-    source: str  # "flag", "set", or a file name
+    source: str  # "flag", "set", "keyword" (Python keyword arguments: optlab.api), or a file name
+    plugins: tuple[str, ...] = ()  # plug-in files the source names (a TOML's plugins = [...]), as absolute paths
 
     def label(self, key: str) -> str:
         if self.source == "flag":
             return flag(key)
+        if self.source == "keyword":
+            return f"{key}="
         if self.source == "set":
             return f"--set {key}"
         return f"{key} in {self.source}"
@@ -339,7 +373,9 @@ def parse_sets(items: Iterable[str]) -> Layer:
 def read_toml(path: Path) -> Layer:
     """An experiment file: flat `key = value` settings (the names of `optlab run --help`).
 
-    A `[sweep]` table, if present, is for `optlab sweep` and is left out here.
+    A `[sweep]` table, if present, is for `optlab sweep` and is left out here. `plugins = ["file.py"]`
+    names plug-in files (relative to the TOML file's folder): they are the Layer's `plugins`, loaded by
+    optlab.runs.resolve before the settings are read.
     """
     try:
         data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
@@ -357,7 +393,18 @@ def read_toml(path: Path) -> Layer:
     tables = [k for k, v in data.items() if isinstance(v, dict)]
     if tables:
         raise ConfigError(f"config file {path}: unexpected table [{tables[0]}] (settings are flat key = value lines)")
-    return Layer({k.replace("-", "_"): v for k, v in data.items()}, Path(path).name)
+    plugins = _plugin_paths(data.pop("plugins", []), Path(path))
+    return Layer({k.replace("-", "_"): v for k, v in data.items()}, Path(path).name, plugins)
+
+
+def _plugin_paths(raw: Any, path: Path) -> tuple[str, ...]:
+    """A TOML's `plugins`: a list of paths, each relative to the file's own folder."""
+    if isinstance(raw, str):
+        raw = [raw]
+    if not isinstance(raw, list) or not all(isinstance(p, str) and p.strip() for p in raw):
+        raise ConfigError(f"plugins in {path.name} must be a list of plug-in files, "
+                          'e.g. plugins = ["my_optimizers.py"]')
+    return tuple(str((path.parent / Path(p).expanduser()).resolve()) for p in raw)
 
 
 def suggest(key: str, known: Iterable[str]) -> str:

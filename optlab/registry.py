@@ -12,6 +12,14 @@ from optlab.errors import ConfigError
 T = TypeVar("T")
 
 
+class DuplicateName(ValueError):
+    """A name registered twice: optlab.plugins turns it into one line naming the plug-in file."""
+
+    def __init__(self, kind: str, name: str) -> None:
+        super().__init__(f"{kind} {name!r} is registered twice")
+        self.kind, self.name = kind, name
+
+
 @dataclass(frozen=True)
 class Entry(Generic[T]):
     name: str
@@ -33,7 +41,7 @@ class Registry(Generic[T]):
     def register(self, name: str, help: str, value: T) -> T:
         """Add `value` under `name` (a ValueError if taken); `help` is its line in `optlab list` and completion."""
         if name in self._entries:
-            raise ValueError(f"{self.kind} {name!r} is registered twice")
+            raise DuplicateName(self.kind, name)
         self._entries[name] = Entry(name, help, value)
         return value
 

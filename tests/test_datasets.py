@@ -33,6 +33,9 @@ MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949
 MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
 
+_real_cache_root = datasets.cache_root  # before `isolated` replaces it
+
+
 def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -190,6 +193,18 @@ def test_missing_everywhere_lists_all_four(tmp_path):
 def test_without_pooch_a_download_is_a_data_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "pooch", None)  # makes `import pooch` fail
     with pytest.raises(DataError, match=r"mnist: missing .* \(pooch is not installed"):
+        fetch("mnist")
+
+
+def test_without_platformdirs_the_named_folders_still_load_and_a_download_is_a_data_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(datasets, "cache_root", _real_cache_root)  # the real one, which imports platformdirs
+    monkeypatch.setitem(sys.modules, "platformdirs", None)  # makes `import platformdirs` fail
+    arrays = write_dataset(tmp_path / "d", marker=3)
+    labels = [label for label, _ in datasets.search_folders("mnist", tmp_path / "d")]
+    assert labels == ["data-dir", "data-dir", "system"]  # no cache folder
+    np.testing.assert_array_equal(load("mnist", tmp_path / "d").train_labels, arrays["train-labels"])
+    with pytest.raises(DataError, match=r"^mnist: missing .* \(platformdirs is not installed: no cache to download to\)"
+                                        r"\. Put the files \(\.gz or raw\) in a folder given by --data-dir"):
         fetch("mnist")
 
 

@@ -10,6 +10,7 @@ from rich.console import Console
 
 from optlab import config, plots, results
 from optlab.cli.app import app
+from optlab.cli.options import plugin_option
 from optlab.errors import ConfigError
 
 stdout = Console(highlight=False)
@@ -50,6 +51,7 @@ def analyze_command(
                                  "at each end converge (default: 640; memory: steps × parameters numbers)"),
     curvature: str | None = _opt("--curvature", "WHICH", "hessian, ggn (Gauss–Newton Jᵀ H_loss J) or both "
                                  "(default: hessian)"),
+    plugin: list[str] = plugin_option(),
 ) -> None:
     """The Hessian at a run's final parameters: extreme eigenvalues, trace, spectral density.
 

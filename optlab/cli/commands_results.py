@@ -18,6 +18,7 @@ from rich.progress import (
 )
 
 from optlab.cli.app import app
+from optlab.cli.options import plugin_option
 from optlab.errors import ConfigError, OptlabError, ResultsError
 from optlab.reporting import compare as cmp
 from optlab.reporting import tables
@@ -153,15 +154,25 @@ def _write(rows, skipped, html_path: Path, source: str) -> tuple[Path, Path]:
 
 @app.command()
 def reproduce(
-    target: Annotated[Target, typer.Argument(help="What to re-create: the lecture's figures.")],
+    target: Annotated[Target, typer.Argument(help="What to re-create: the lecture, section by section.")],
     experiments: Annotated[Path, typer.Option(
-        "--experiments", metavar="DIR", help="Folder of experiment files; each *.toml in it is run.")
+        "--experiments", metavar="DIR",
+        help="Folder of experiment files; each *.toml in it is run (with --only, those of the chosen parts).")
     ] = Path("experiments"),
     out: Annotated[Path, typer.Option(
         "--out", metavar="DIR", help="Results folder for all the runs and the report.")] = Path("results/lecture"),
+    only: Annotated[list[str], typer.Option(
+        "--only", metavar="PART", help="Run and show only these parts of the lecture: tiny (seconds), mnist "
+        "(minutes on a CPU), saddles, signals; comma-separated or repeated. Default: every file in DIR.")
+    ] = [],  # noqa: B006 (Typer's default; never mutated)
+    plugin: Annotated[list[str], plugin_option(annotated=True)] = [],  # noqa: B006 (Typer's default; never mutated)
 ) -> None:
-    """Run every experiment file into one results folder, then build the report: all the pictures, from scratch."""
-    files = _experiment_files(experiments)
+    """Run the experiment files into one results folder, then write the lecture's page: section by section,
+    in the lecture's order, its claim, the number optlab measured for it and its figures; the runs table last."""
+    from optlab.reporting import lecture
+
+    parts = _parts(only)
+    files, problems = _lecture_files(experiments, lecture.files(lecture.sections(parts)), bool(parts))
     from optlab.runs import runner  # imports JAX: only now that there is work to do
 
     outcomes, failures = [], []
@@ -175,20 +186,67 @@ def reproduce(
                 outcome = runner.run_file(file, out, quiet=True)
             except OptlabError as e:
                 failures.append(f"{file.name}: {' '.join(str(e).split())}")
+                problems[file.stem] = f"{file.name} failed ({' '.join(str(e).split())})"
             else:
-                outcomes.append(outcome)
+                outcomes.append((file.stem, outcome))
                 if outcome.status == "failed":
                     failures.append(f"{file.name}: run failed, see {outcome.run_dir}")
             progress.advance(task)
         progress.update(task, description=f"ran {len(files)} experiment files")
     for line in failures:
         err.print(f"failed {line}", soft_wrap=True, markup=False)
-    if outcomes:  # the report shows exactly this reproduction, not older runs left in --out
-        rows, skipped = _select([o.run_dir for o in outcomes], [], False)
-        html_path, md_path = _write(rows, skipped, out / "report.html", f"{target.value} ({experiments})")
+    if outcomes:  # the page shows exactly this reproduction, not older runs left in --out
+        html_path, md_path = _write_lecture(outcomes, problems, out / "report.html", parts,
+                                            f"{target.value} ({experiments})")
         typer.echo(f"{len(outcomes)} runs in {out}\nreport: {html_path}\nmarkdown: {md_path}")
     if failures:
         raise typer.Exit(1)
+
+
+def _parts(only: Sequence[str]) -> list[str]:
+    """--only's parts, comma-separated or repeated, each checked against the lecture's."""
+    from optlab.reporting.lecture import PARTS
+
+    parts = [p.strip() for item in only for p in item.split(",") if p.strip()]
+    for p in parts:
+        if p not in PARTS:
+            raise ConfigError(f"--only {p}: not a part of the lecture (choose from {', '.join(PARTS)})")
+    return parts
+
+
+def _lecture_files(folder: Path, stems: Sequence[str], only: bool) -> tuple[list[Path], dict[str, str]]:
+    """The files to run, the lecture's first in its order, and why a stem the lecture reads has none.
+
+    With --only, just the chosen parts' files; otherwise every *.toml in the folder.
+    """
+    every = {f.stem: f for f in _experiment_files(folder)}
+    problems = {s: f"{s}.toml is not in {folder}" for s in stems if s not in every}
+    first = [every[s] for s in stems if s in every]
+    if only and not first:
+        raise ConfigError(f"--experiments {folder}: none of the chosen parts' files ({', '.join(stems)}) is in it")
+    rest = [] if only else [f for s, f in sorted(every.items()) if s not in stems]
+    return first + rest, problems
+
+
+def _write_lecture(outcomes, problems: dict[str, str], html_path: Path, parts: Sequence[str],
+                   source: str) -> tuple[Path, Path]:
+    from optlab.reporting.lecture_page import write_lecture
+
+    runs, skipped = {}, []
+    for stem, outcome in outcomes:
+        found, missed = cmp.load_runs([outcome.run_dir])
+        skipped += missed
+        if found:
+            runs[stem] = found[0]
+        else:
+            problems[stem] = f"the run of {stem}.toml could not be read ({outcome.run_dir})"
+    for s in skipped:
+        err.print(f"skipped {s.path}: {s.reason}", soft_wrap=True, markup=False)
+    try:
+        return write_lecture(runs, problems, cmp.make_rows(runs.values()), skipped, html_path,
+                             only=parts, source=source)
+    except OSError as e:
+        raise ResultsError(f"cannot write the report to {html_path} ({e.strerror or e})") from None
 
 
 def _experiment_files(folder: Path) -> list[Path]:

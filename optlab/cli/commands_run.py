@@ -10,7 +10,7 @@ from rich.table import Table
 
 from optlab import config
 from optlab.cli.app import app
-from optlab.cli.options import SettingsCommand, completer, with_settings
+from optlab.cli.options import SettingsCommand, completer, plugin_option, with_settings
 from optlab.errors import ConfigError
 
 EXIT_DIVERGED = 1
@@ -34,12 +34,13 @@ def run_command(
                                             "(with --data-dir if its data have moved)"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --run-dir"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress output"),
+    plugin: list[str] = plugin_option(),
 ) -> None:
     """Run one experiment and write its folder: metrics.json, figures, params.npz.
 
     The run folder's path is the last line printed on stdout.
     """
-    from optlab.runs import resolve, runner  # imports the experiments and JAX: only now that there is work
+    from optlab.runs import resolve, runner, sources  # imports the experiments and JAX: only now that there is work
 
     flags = dict(settings or {})
     if resume is not None:
@@ -53,7 +54,7 @@ def run_command(
     elif target is None:
         raise ConfigError("missing EXPERIMENT or FILE.toml (see optlab list), or --resume RUN_DIR")
     else:
-        layers = [_target_layer(target)]
+        layers = [sources.target_layer(target)]
         if config_file is not None:
             layers.append(config.read_toml(config_file))
         layers += [config.parse_sets(sets), config.Layer(flags, "flag")]
@@ -67,12 +68,6 @@ def run_command(
         raise typer.Exit(EXIT_DIVERGED)
 
 
-def _target_layer(target: str) -> config.Layer:
-    if target.endswith(".toml") or Path(target).is_file():
-        return config.read_toml(Path(target))
-    return config.Layer({"experiment": target}, "argument")
-
-
 def summary_line(record: dict) -> str:
     """The run's one line, as its experiment words it (experiments.Experiment.summary_line)."""
     from optlab.experiments import EXPERIMENTS
@@ -81,8 +76,15 @@ def summary_line(record: dict) -> str:
 
 
 @app.command("list")
-def list_command() -> None:
-    """Show every registered experiment, optimizer, schedule and initialisation."""
+def list_command(plugin: list[str] = plugin_option()) -> None:
+    """Show every registered experiment, optimizer, schedule and initialisation (with the plug-ins').
+
+    An optimizer's own settings (a plug-in factory's keywords, `--set KEY=VALUE`) are listed with
+    their defaults; what a plug-in registered is marked with its file.
+    """
+    from rich.markup import escape
+
+    from optlab import plugins
     from optlab.core.optimizers import OPTIMIZERS
     from optlab.core.schedules import SCHEDULES
     from optlab.experiments import EXPERIMENTS
@@ -92,6 +94,11 @@ def list_command() -> None:
                             ("schedules (--lr-schedule)", SCHEDULES), ("initialisations (--init)", INITS)):
         table = Table(title=title, title_justify="left", show_header=False, box=None, padding=(0, 2))
         for entry in registry:
-            table.add_row(f"[bold]{entry.name}[/]", entry.help)
-        stdout.print(table)
+            text = escape(entry.help)
+            own = getattr(entry.value, "settings", ())
+            if registry is OPTIMIZERS and own:
+                text += escape(f"; settings (--set KEY=VALUE): {', '.join(s.shown() for s in own)}")
+            source = plugins.origin(registry, entry.name)
+            table.add_row(f"[bold]{entry.name}[/]", text + (f" [dim]\\[plug-in {escape(source)}][/]" if source else ""))
+        stdout.print(table, soft_wrap=True)
         stdout.print()

@@ -6,7 +6,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import tomllib
 import typer
 from rich.console import Console
 from rich.progress import (
@@ -20,7 +19,7 @@ from rich.table import Table
 
 from optlab import config
 from optlab.cli.app import app
-from optlab.cli.options import SettingsCommand, completer, with_settings
+from optlab.cli.options import SettingsCommand, completer, plugin_option, with_settings
 from optlab.errors import ConfigError
 
 stdout = Console(highlight=False)
@@ -46,6 +45,7 @@ def sweep_command(
     process_id: int | None = typer.Option(None, "--process-id", min=0, metavar="I",
                                           help="multi-host: this process's rank"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress output"),
+    plugin: list[str] = plugin_option(),
 ) -> None:
     """Train every combination of the listed values; array-valued settings share one compiled program.
 
@@ -55,10 +55,11 @@ def sweep_command(
     """
     from optlab import sweep
     from optlab.core import devices
+    from optlab.sweep import sources
 
     devices.initialize(coordinator, num_processes, process_id)
     flags = dict(settings or {})
-    base, file_grid = _target(target)
+    base, file_grid = sources.target_layers(target)
     grid_layers = [*file_grid, config.Layer(dict(_split_set(s) for s in sets), "set"), config.Layer(flags, "flag")]
     plan = sweep.build(base, grid_layers)
     bar = SweepBar(quiet or not devices.is_writer())
@@ -72,18 +73,6 @@ def sweep_command(
         if len(plan.varied) > 2:
             stdout.print("heatmap.png: the first two varied settings other than seed; the rest averaged over")
     print(outcome.sweep_dir)
-
-
-def _target(target: str) -> tuple[list[config.Layer], list[config.Layer]]:
-    """Base layers (the experiment or the file's flat settings) and the file's [sweep] table, if any."""
-    if not (target.endswith(".toml") or Path(target).is_file()):
-        return [config.Layer({"experiment": target}, "argument")], []
-    path = Path(target)
-    base = config.read_toml(path)
-    table = tomllib.loads(path.read_text(encoding="utf-8")).get("sweep", {})
-    if not isinstance(table, dict):
-        raise ConfigError(f"config file {path}: sweep must be a table [sweep]")
-    return [base], [config.Layer({k.replace("-", "_"): v for k, v in table.items()}, path.name)] if table else []
 
 
 def _split_set(item: str) -> tuple[str, str]:

@@ -78,11 +78,34 @@ def completer(key: str) -> Callable[[str], list[tuple[str, str]]]:
     return complete
 
 
+def plugin_option(annotated: bool = False) -> Any:
+    """`--plugin FILE.py` (repeatable), loaded as soon as it is parsed (eager, in the order given): before
+    `--help` is generated when it comes first, and before anything reads a registry. `annotated`: for
+    `Annotated[list[str], plugin_option(True)] = []`, which takes no default here."""
+    default = () if annotated else ([],)
+    return typer.Option(*default, "--plugin", metavar="FILE.py", show_default=False, is_eager=True,
+                        callback=_load_plugins,
+                        help="load a plug-in file first: its optimizers, schedules, experiments, … "
+                             "(repeatable; also $OPTLAB_PLUGINS and installed packages)")
+
+
+def _load_plugins(value: list[str]) -> list[str]:
+    from optlab import plugins
+
+    plugins.load_files(value or [])
+    plugins.load_automatic()
+    return value
+
+
 class SettingsCommand(TyperCommand):
     """A command whose setting options describe themselves from the registries when its help is shown."""
 
     def format_help(self, ctx, formatter) -> None:
         from rich.markup import escape
+
+        from optlab import plugins
+
+        plugins.load_automatic()  # $OPTLAB_PLUGINS' and installed packages' optimizers show in --opt's help
 
         for param in self.params:
             if param.name in config.SETTINGS and isinstance(param, TyperOption):

@@ -8,6 +8,7 @@ schedule is built.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -70,6 +71,26 @@ def cosine(lr, total_steps, s):
 def inverse_time(lr, total_steps, s):
     k = 1.0 / s.lr_decay - 1.0
     return lambda count: lr / (1.0 + k * count / max(1, total_steps))
+
+
+def schedule(name: str, help: str | None = None) -> Callable[[ScheduleFactory], ScheduleFactory]:
+    """Register `factory(lr, total_steps, settings) -> optax schedule` under `name` (`optlab.schedule`).
+
+    `help` is its line in `optlab list` (default: the first line of its docstring). A factory that
+    cannot be called with those three arguments is refused with a ConfigError when its file loads.
+    """
+
+    def decorate(factory: ScheduleFactory) -> ScheduleFactory:
+        from optlab.errors import ConfigError
+
+        try:
+            inspect.signature(factory).bind(0.1, 100, None)
+        except (TypeError, ValueError):
+            raise ConfigError(f"schedule {name!r}: its factory must take (lr, total_steps, settings)") from None
+        line = help if help is not None else (inspect.getdoc(factory) or name).splitlines()[0]
+        return SCHEDULES.register(name, line, factory)
+
+    return decorate
 
 
 def build(name: str, lr, total_steps: int, settings: ScheduleSettings) -> optax.Schedule:

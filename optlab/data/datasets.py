@@ -153,6 +153,14 @@ def cache_root() -> Path:
     return Path(platformdirs.user_cache_dir("optlab"))
 
 
+def _cache_or_none() -> Path | None:
+    """cache_root(), or None without platformdirs: then the named folders and system copies are all there is."""
+    try:
+        return cache_root()
+    except ImportError:
+        return None
+
+
 def search_folders(name: str, data_dir: str | Path | None = None) -> list[tuple[str, Path]]:
     """(label, folder) pairs in lookup order; the first folder holding a file wins for that file."""
     folders: list[tuple[str, Path]] = []
@@ -165,7 +173,9 @@ def search_folders(name: str, data_dir: str | Path | None = None) -> list[tuple[
             # The named subfolder first: a folder holding several datasets must not hand MNIST files
             # (which have the same names) to a request for Fashion-MNIST.
             folders += [(label, Path(root).expanduser() / name), (label, Path(root).expanduser())]
-    folders.append(("cache", cache_root() / name))
+    cache = _cache_or_none()
+    if cache is not None:
+        folders.append(("cache", cache / name))
     folders += [("system", root / name) for root in SYSTEM_ROOTS]
     return folders
 
@@ -255,7 +265,10 @@ def fetch(name: str, data_dir: str | Path | None = None) -> list[FileStatus]:
 
 def _download(spec: DatasetSpec, roles: list[str]) -> None:
     """Download the files for `roles` from the first mirror that serves each with the right SHA-256."""
-    target = cache_root() / spec.name
+    cache = _cache_or_none()
+    if cache is None:
+        raise DataError(_where_to_put(spec, roles, "platformdirs is not installed: no cache to download to"))
+    target = cache / spec.name
     try:
         import pooch
     except ImportError:
@@ -283,10 +296,11 @@ def _first_line(e: BaseException) -> str:
 
 
 def _where_to_put(spec: DatasetSpec, roles: list[str], reason: str) -> str:
-    names = ", ".join(spec.file(r).download_name for r in roles)
+    names, cache = ", ".join(spec.file(r).download_name for r in roles), _cache_or_none()
     return (
-        f"{spec.name}: missing {names} ({reason}). Put the files (.gz or raw) in {cache_root() / spec.name}, "
-        f"or in a folder given by --data-dir or ${ENV_VAR} (directly or in a '{spec.name}' subfolder)"
+        f"{spec.name}: missing {names} ({reason}). Put the files (.gz or raw) in "
+        f"{f'{cache / spec.name}, or in ' if cache else ''}a folder given by --data-dir or ${ENV_VAR} "
+        f"(directly or in a '{spec.name}' subfolder)"
     )
 
 

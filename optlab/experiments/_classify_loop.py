@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-import jax
 import numpy as np
 
 from optlab import plots, results
@@ -64,7 +63,9 @@ class Log:
 class Program:
     """n configurations' compiled epoch and evaluation, as the host loop sees them.
 
-    epoch(state) -> (state, minibatch_loss, lr);  evaluate(params) -> (train metrics, test metrics)
+    epoch(state) -> (state, minibatch_loss, lr, train metrics, test metrics): one device call, the
+    metrics those of the new parameters;  evaluate(params) -> (train metrics, test metrics), for a
+    run with no epoch left to train
     rows(arrays) -> host arrays with a leading axis of n;  params(state) -> the parameters, fetched
     when needed (a single run keeps them on the device);  lane(params or host tree, i) -> configuration i's
     """
@@ -175,7 +176,7 @@ class Curvature:
 class EpochLoop:
     """The one host loop over epochs, for a single run (n = 1) and a sweep's chunk alike.
 
-    Per epoch: run the compiled epoch and the evaluations, record every live configuration's row
+    Per epoch: run the compiled epoch (which evaluates too), record every live configuration's row
     (a configuration whose loss turns non-finite stops there, keeping that epoch's parameters and
     test activity, as a single run stops), measure --analyze epochs, report progress, save each
     recorded configuration's progress, checkpoint (single runs), and stop once none is live.
@@ -198,10 +199,9 @@ class EpochLoop:
         epochs, test = self.logs[0].cfg.epochs, None
         for e in range(first, epochs + 1):
             t0 = time.perf_counter()
-            state, minibatch_loss, lr = jax.block_until_ready(self.program.epoch(state))
-            epoch_time = time.perf_counter() - t0
-            train, test = self.program.evaluate(state.params)
+            state, minibatch_loss, lr, train, test = self.program.epoch(state)
             rows = self.program.rows((train["loss"], train["error"], test["loss"], test["error"], minibatch_loss, lr))
+            epoch_time = time.perf_counter() - t0  # training and evaluation: one call, its numbers on the host
             train_time += time.perf_counter() - t0
             params = _lazy(lambda state=state: self.program.params(state))
             done = self._record(e, rows, epoch_time, train_time, params, kept, test)

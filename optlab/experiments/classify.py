@@ -124,7 +124,8 @@ def _run_lanes(dataset, n_train, sizes, cfgs, lanes, run_dirs, progress, save_pr
 
 SWEEPING = Sweeping(
     _sweep_program, units=lambda cfg: cfg.epochs,
-    array_keys=("lr", "momentum", "grad_noise", "input_noise", "weight_decay", "init_scale", "seed"),
+    array_keys=("lr", "momentum", "grad_noise", "input_noise", "weight_decay", "init_scale", "seed",
+                "optimizer_settings"),
     presence_keys=("grad_noise", "input_noise", "weight_decay"),  # zero leaves the term out of the program
 )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,7 +75,8 @@ class Sweeping:
                                           its program; raise ConfigError for what a sweep cannot do.
                                           `cache` is shared by the groups of one sweep (loaded data).
     units(cfg) -> int                     progress units of one configuration (its epochs, or 1).
-    array_keys                            settings that are arrays in the compiled program (traced).
+    array_keys                            settings that are arrays in the compiled program (traced);
+                                          "optimizer_settings": the optimizer's own real-valued ones.
     presence_keys                         array settings whose zero-ness is a static branch: zero and
                                           non-zero values are different programs.
     """
@@ -141,3 +143,33 @@ class Experiment:
 
 
 EXPERIMENTS: Registry[Experiment] = Registry("experiment")
+
+
+def experiment(name: str, help: str | None = None, **hooks: Any) -> Callable:
+    """Register an experiment (`optlab.experiment`): decorate its `prepare(cfg) -> job` with the other
+    hooks as keywords (fields=..., defaults=..., sweep=..., ...: see Experiment), or an Experiment itself.
+
+        @optlab.experiment("bowl", help="a quadratic bowl", fields=("steps", "start"))
+        def prepare(cfg):
+            return lambda ctx: optlab.RunResult(...)
+
+    Settings it names that are not optlab's, or a `prepare` that does not take one argument, are refused
+    with a ConfigError when its file loads.
+    """
+    from optlab import config
+
+    def decorate(value):
+        spec = value if isinstance(value, Experiment) else Experiment(prepare=value, **hooks)
+        unknown = [k for k in (*spec.fields, *spec.defaults) if k not in config.FIELDS]
+        if unknown:
+            raise ConfigError(f"experiment {name!r}: {unknown[0]!r} is not one of optlab's settings "
+                              "(its fields and defaults name RunConfig fields: optlab run --help)")
+        try:
+            inspect.signature(spec.prepare).bind(None)
+        except (TypeError, ValueError):
+            raise ConfigError(f"experiment {name!r}: its prepare must take one argument, the RunConfig") from None
+        line = help if help is not None else (inspect.getdoc(spec.prepare) or name).splitlines()[0]
+        EXPERIMENTS.register(name, line, spec)
+        return value
+
+    return decorate

@@ -42,7 +42,7 @@ def make_tx_for(cfg):
     def make_tx(hp, key):
         schedule = schedules.build(cfg.lr_schedule, hp["lr"], cfg.steps, cfg)
         noise = hp["grad_noise"] if cfg.grad_noise > 0 else None
-        return optimizers.build(cfg.optimizer, schedule, hp, noise, key)
+        return optimizers.build(cfg.optimizer, schedule, hp, noise, key, cfg.optimizer_settings)
 
     return make_tx
 
@@ -286,7 +286,8 @@ def overlays(lines: Sequence[tuple[str, dict]], stem: Path) -> list[tuple[Path, 
                    f"({shown['frames']} frames at {shown['fps']} per second)")]
 
 
-SWEEPING = Sweeping(_sweep_program, units=lambda cfg: 1, array_keys=("lr", "momentum", "grad_noise", "seed"),
+SWEEPING = Sweeping(_sweep_program, units=lambda cfg: 1, array_keys=("lr", "momentum", "grad_noise", "seed",
+                                                                       "optimizer_settings"),
                     presence_keys=("grad_noise",))
 
 # The settings of the experiments that run the tiny model over a grid of step sizes (bifurcation,

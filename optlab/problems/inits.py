@@ -6,6 +6,7 @@ starting JAX. `optlab.problems.mlp.init` draws the Gaussian weights.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable
 
@@ -13,6 +14,21 @@ from optlab.registry import Registry
 
 InitStd = Callable[[int, int], float]
 INITS: Registry[InitStd] = Registry("init")
+
+
+def init(name: str, help: str | None = None) -> Callable[[InitStd], InitStd]:
+    """Register `rule(fan_in, fan_out) -> standard deviation` under `name` (`optlab.init`, for `--init`)."""
+
+    def decorate(rule: InitStd) -> InitStd:
+        from optlab.errors import ConfigError
+
+        try:
+            inspect.signature(rule).bind(1, 1)
+        except (TypeError, ValueError):
+            raise ConfigError(f"init {name!r}: its rule must take (fan_in, fan_out)") from None
+        return INITS.register(name, help if help is not None else (inspect.getdoc(rule) or name).splitlines()[0], rule)
+
+    return decorate
 
 
 @INITS("glorot", "Glorot/Xavier: std √(2/(fan_in + fan_out))")

@@ -186,8 +186,14 @@ def parse_where(items: Sequence[str]) -> dict[str, list[str]]:
 
 def where_keys(runs: Iterable[Run]) -> list[str]:
     """The keys --where can match: every config key seen, plus status, run_id and sweep_id."""
-    keys = {k for run in runs for k in run.record["config"]}
+    keys = {k for run in runs for k in run.record["config"]} | {k for run in runs for k in _own(run.record)}
     return sorted(keys | set(TOP_LEVEL_WHERE_KEYS))
+
+
+def _own(record: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The optimizer's own settings (config.optimizer_settings, e.g. a plug-in's b1): --where b1=0.9 matches them."""
+    own = record["config"].get("optimizer_settings")
+    return own if isinstance(own, Mapping) else {}
 
 
 def filter_runs(runs: Sequence[Run], where: Mapping[str, Sequence[str]]) -> list[Run]:
@@ -207,7 +213,7 @@ def filter_runs(runs: Sequence[Run], where: Mapping[str, Sequence[str]]) -> list
 def _lookup(record: Mapping[str, Any], key: str) -> Any:
     if key in record["config"]:
         return record["config"][key]
-    return record.get(key, _MISSING)
+    return _own(record).get(key, record.get(key, _MISSING))
 
 
 _MISSING = object()

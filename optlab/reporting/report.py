@@ -119,7 +119,7 @@ def _curve(row: Row, label: str, x_key: str, y_key: str):
     return Curve(label, x, mean, mean - std, mean + std)
 
 
-def _slug(text: str) -> str:
+def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text) or "experiment"
 
 
@@ -137,17 +137,17 @@ def compare_figures(rows: Sequence[Row], out_dir: Path) -> list[FigureFile]:
         x_key, loss_key = ("epoch", "train_loss") if has_epochs else ("step", "loss")
         xlabel = "epoch" if has_epochs else "step"
         band = " (mean ± std over seeds)" if any(r.grouped for r in group) else ""
-        path = plots.curves(out_dir / f"{_slug(exp)}-loss.png",
+        path = plots.curves(out_dir / f"{slug(exp)}-loss.png",
                             [_curve(r, lab, x_key, loss_key) for r, lab in zip(group, names)],
                             xlabel=xlabel, ylabel="training loss", title=f"{exp}: loss")
         figures.append(FigureFile(exp, path, f"{exp}: training loss of {len(group)} runs{band}"))
         with_err = [(r, lab) for r, lab in zip(group, names) if r.runs[0].record["history"].get("test_error")]
         if with_err:
-            path = plots.curves(out_dir / f"{_slug(exp)}-test_error.png",
+            path = plots.curves(out_dir / f"{slug(exp)}-test_error.png",
                                 [_curve(r, lab, "epoch", "test_error") for r, lab in with_err],
                                 xlabel="epoch", ylabel="test error", title=f"{exp}: test error")
             figures.append(FigureFile(exp, path, f"{exp}: test error of {len(with_err)} runs{band}"))
-        figures += _experiment_overlays(exp, group, names, out_dir / _slug(exp))
+        figures += _experiment_overlays(exp, group, names, out_dir / slug(exp))
     return figures
 
 
@@ -197,12 +197,12 @@ def write_report(rows: Sequence[Row], skipped: Sequence[Skipped], html_path: Pat
     overlays = compare_figures(rows, html_path.parent / f"{html_path.stem}-figures")
     runs = [run for row in rows for run in row.runs]
     title = f"optlab report{': ' + source if source else ''}"
-    write_atomic(html_path, _encoded(_html(title, rows, skipped, overlays, runs)))
-    write_atomic(md_path, _encoded(_markdown(title, rows, skipped, overlays, runs, md_path.parent)))
+    write_atomic(html_path, encoded(_html(title, rows, skipped, overlays, runs)))
+    write_atomic(md_path, encoded(_markdown(title, rows, skipped, overlays, runs, md_path.parent)))
     return html_path, md_path
 
 
-_CSS = """
+CSS = """
 body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:2rem auto;max-width:1200px;
 padding:0 1rem;color:#222}
 h1{font-size:1.6rem}h2{border-bottom:1px solid #ddd;padding-bottom:.2rem;margin-top:2.5rem}h3{margin-top:1.8rem}
@@ -216,14 +216,14 @@ td[class^="status-"]{text-align:left}.status-diverged,.status-failed{color:#b00}
 """
 
 
-def _img(path: Path, caption: str) -> str:
+def img_tag(path: Path, caption: str) -> str:
     data = base64.b64encode(path.read_bytes()).decode()
     mime = _MIME.get(path.suffix.lower(), "image/png")
     cap = html.escape(caption)
     return f'<figure><img src="data:{mime};base64,{data}" alt="{cap}"><figcaption>{cap}</figcaption></figure>'
 
 
-def _html_table(rows: Sequence[Row]) -> str:
+def html_table(rows: Sequence[Row]) -> str:
     head, body = table_cells(rows, drop_empty=True)
     status_at = head.index("status")
     ths = "".join(f"<th>{html.escape(h)}</th>" for h in head)
@@ -240,28 +240,29 @@ def _html(title: str, rows: Sequence[Row], skipped: Sequence[Skipped], overlays:
           runs: Sequence[Run]) -> str:
     n = len(runs)
     parts = [f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>',
-             f'<meta name="viewport" content="width=device-width,initial-scale=1"><style>{_CSS}</style></head><body>',
+             f'<meta name="viewport" content="width=device-width,initial-scale=1"><style>{CSS}</style></head><body>',
              f"<h1>{html.escape(title)}</h1>",
              f'<p class="meta">{n} run{"s" * (n != 1)}, written {time.strftime("%Y-%m-%d %H:%M")}</p>',
-             "<h2>Runs</h2>", _html_table(rows)]
+             "<h2>Runs</h2>", html_table(rows)]
     if skipped:
         items = "".join(f"<li><code>{html.escape(str(s.path))}</code>: {html.escape(s.reason)}</li>" for s in skipped)
         parts.append(f'<h2>Skipped</h2><ul class="missing">{items}</ul>')
     own = run_figures(runs)
     for exp in dict.fromkeys(str(r.record["experiment"]) for r in runs):
-        parts.append(f'<section id="experiment-{html.escape(_slug(exp))}"><h2>{html.escape(exp)}</h2>')
-        parts += [_img(f.path, f.caption) for f in overlays if f.experiment == exp]
+        parts.append(f'<section id="experiment-{html.escape(slug(exp))}"><h2>{html.escape(exp)}</h2>')
+        parts += [img_tag(f.path, f.caption) for f in overlays if f.experiment == exp]
         for run in (r for r in runs if str(r.record["experiment"]) == exp):
-            parts.append(f"<h3>{html.escape(run.record['run_id'])}</h3><p class=\"meta\">{html.escape(_meta(run))}</p>")
+            meta = html.escape(run_meta(run))
+            parts.append(f"<h3>{html.escape(run.record['run_id'])}</h3><p class=\"meta\">{meta}</p>")
             for fig in (f for f in own if f.run is run):
-                parts.append(_img(fig.file, fig.caption) if fig.file else
+                parts.append(img_tag(fig.file, fig.caption) if fig.file else
                              f'<p class="missing">figure {html.escape(fig.name)} is missing from the run folder</p>')
         parts.append("</section>")
     parts.append("</body></html>\n")
     return "\n".join(parts)
 
 
-def _meta(run: Run) -> str:
+def run_meta(run: Run) -> str:
     """One line under a run's heading: what it was and how it ended."""
     cfg, summary = run.record["config"], run.record["summary"]
     bits = [str(cfg.get("optimizer", "?"))]
@@ -290,13 +291,13 @@ def _markdown(title: str, rows: Sequence[Row], skipped: Sequence[Skipped], overl
         lines.append(f"## {md_text(exp)}\n")
         lines += [link(f.path, f.caption) for f in overlays if f.experiment == exp]
         for run in (r for r in runs if str(r.record["experiment"]) == exp):
-            lines.append(f"### {md_text(run.record['run_id'])}\n\n{md_text(_meta(run))}\n")
+            lines.append(f"### {md_text(run.record['run_id'])}\n\n{md_text(run_meta(run))}\n")
             lines += [link(f.file, f.caption) if f.file else f"*figure {md_text(f.name)} is missing*\n"
                       for f in own if f.run is run]
     return "\n".join(lines)
 
 
-def _encoded(text: str) -> bytes:
+def encoded(text: str) -> bytes:
     """UTF-8 of a page, with any byte of a file name that was not UTF-8 (a surrogate escape) shown as `\\xff`.
 
     Paths are decoded with surrogateescape, so a folder named with byte 0xff arrives as '\\udcff',

@@ -394,12 +394,13 @@ def _key_name(key: Any) -> str:
 
 
 def environment() -> dict:
-    """What is needed to reproduce a run: library versions and the device it ran on."""
+    """What is needed to reproduce a run: library versions, the device it ran on, and the plug-ins loaded
+    (`plugins`: each one's path or entry-point name and the sha256 of its file; see optlab.plugins)."""
     import jax
     import jaxlib
     import optax
 
-    from optlab import __version__
+    from optlab import __version__, plugins
 
     devices = jax.devices()
     return {
@@ -413,4 +414,5 @@ def environment() -> dict:
         "device_count": len(devices),
         "device_kind": devices[0].device_kind,
         "platform": platform.platform(terse=True),
+        "plugins": plugins.records(),
     }

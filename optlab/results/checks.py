@@ -45,7 +45,24 @@ def check_types(record: Mapping[str, Any]) -> str | None:
         value = record["summary"].get(key)
         if value is not None and not _is(value, "number"):
             return _wrong(f"summary.{key}", value, "a number")
-    return _check_figures(record["figures"]) or _check_history(record["history"])
+    return (_check_plugins(record["environment"].get("plugins", [])) or _check_figures(record["figures"])
+            or _check_history(record["history"]))
+
+
+def _check_plugins(plugins: Any) -> str | None:
+    """environment.plugins: a list of objects, each with a text sha256 and a text path (a file) or name
+    (an installed package's entry point): what `optlab run --resume` loads and checks again."""
+    if not isinstance(plugins, list):
+        return _wrong("environment.plugins", plugins, "a list")
+    for i, entry in enumerate(plugins):
+        key = f"environment.plugins[{i}]"
+        if not isinstance(entry, Mapping):
+            return _wrong(key, entry, "an object")
+        if not isinstance(entry.get("path", entry.get("name")), str):
+            return f'{key} has no text "path" (a file) or "name" (an entry point)'
+        if not isinstance(entry.get("sha256"), str):
+            return _wrong(f"{key}.sha256", entry.get("sha256"), "text")
+    return None
 
 
 def _check_figures(figures: Mapping[str, Any]) -> str | None:

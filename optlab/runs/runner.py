@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from optlab import config, interrupts, results
+from optlab import config, interrupts, plugins, results
 from optlab.config import RunConfig
 from optlab.core import checkpoint, compile_cache
 from optlab.errors import DataError, Interrupted, ResultsError
@@ -73,6 +73,7 @@ def _resumable(run_dir: Path, data_dir: str | None) -> tuple:
     record = results.read_metrics(run_dir)
     if record["status"] == "completed":
         raise ResultsError(f"{run_dir}: the run has completed; there is nothing to resume")
+    plugins.check_recorded(record["environment"].get("plugins", []), run_dir)  # the same code, or one line
     settings = {k: v for k, v in record["config"].items() if v is not None}  # None: the default
     cfg, gone = _relocated(settings, run_dir, data_dir)
     experiment = EXPERIMENTS[cfg.experiment]

@@ -98,9 +98,7 @@ def build(base: Sequence[Layer], grid_layers: Sequence[Layer]) -> Sweep:
     sources: dict[str, str] = {}
     for layer in grid_layers:
         for key, raw in layer.values.items():
-            key = key.replace("-", "_")
-            if key not in config.FIELDS:
-                raise ConfigError(f"{layer.label(key)}: unknown setting {key!r} (optlab run --help lists them)")
+            key = key.replace("-", "_")  # a key that is no field may be the optimizer's own: resolve() says
             labels[key], sources[key] = layer.label(key), layer.source
             chunks[key] = alternatives(key, raw, labels[key])
             if _kind(key) == "fixed" and count(chunks[key]) > 1:
@@ -131,8 +129,14 @@ def _describe(values: Mapping[str, Any]) -> str:
 def group_key(cfg: RunConfig) -> tuple:
     """Configurations with equal keys share one compiled program: they differ at most in the values of
     their experiment's array settings, not in whether its presence settings are zero (experiments.Sweeping)."""
+    from optlab.core.optimizers import traced
+
     array, presence = array_keys(cfg.experiment)
     static = {k: v for k, v in cfg.to_dict().items() if k not in array and k not in ("out", "run_dir")}
+    # The optimizer's own settings: its real-valued ones are arrays where the experiment says they are
+    # (array_keys holds optimizer_settings); their names, and the others' values, shape the program.
+    own = "optimizer_settings" in array
+    static["optimizer_settings"] = tuple((k, None if own and traced(v) else v) for k, v in cfg.optimizer_settings)
     return tuple(sorted(static.items())) + tuple((k, getattr(cfg, k) > 0) for k in presence)
 
 

@@ -62,11 +62,17 @@ def _by_setting(rows: Sequence[dict]) -> dict[str, list[dict]]:
     return out
 
 
-def to_toml(cfg: Mapping[str, Any], comment: str) -> str:
-    """A flat experiment file of `cfg` for `optlab run FILE.toml` (None values are left out)."""
+def to_toml(cfg: Mapping[str, Any], comment: str, plugin_files: Sequence[str] = ()) -> str:
+    """A flat experiment file of `cfg` for `optlab run FILE.toml` (None values are left out); `plugin_files`
+    (absolute paths) become its `plugins = [...]`, so that it loads the code the sweep ran."""
     lines = [f"# {line}" for line in comment.splitlines()]
+    if plugin_files:
+        lines.append(f"plugins = {_toml_value(list(plugin_files))}")
     for key, value in cfg.items():
         if value is None or key in ("out", "run_dir"):
+            continue
+        if isinstance(value, Mapping):  # the optimizer's own settings: flat lines, as a user writes them
+            lines += [f"{k} = {_toml_value(v)}" for k, v in value.items() if v is not None]
             continue
         lines.append(f"{key} = {_toml_value(value)}")
     return "\n".join(lines) + "\n"
@@ -148,4 +154,7 @@ def write_outputs(sweep_dir: Path, sweep: Sweep, rows: Sequence[dict], metric: s
     if best:
         comment = (f"best of {sweep_dir.name} by {metric} = {best[metric]:.6g} "
                    f"(mean over its seeds {best['seed_mean']:.6g}): run {best['run_id']}\nrun it: optlab run best.toml")
-        results.write_atomic(sweep_dir / "best.toml", to_toml(best["config"], comment).encode())
+        from optlab import plugins
+
+        files = [p["path"] for p in plugins.records() if "path" in p]  # installed packages' load by themselves
+        results.write_atomic(sweep_dir / "best.toml", to_toml(best["config"], comment, files).encode())
