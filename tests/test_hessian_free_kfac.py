@@ -189,7 +189,8 @@ def classifier_run(optimizer: str, epochs: int = 3, **settings):
 
     def make_tx(hp, key):
         return optimizers.build(optimizer, schedules.build("constant", hp["lr"], 100, cfg), hp, None, key,
-                                optimizers.static_settings(cfg), network_for(cfg, hp))
+                                cfg.optimizer_settings, static=optimizers.static_settings(cfg),
+                                network=network_for(cfg, hp))
 
     params = mlp.init(jax.random.key(0), (784, 32, 4))
     before = float(mlp.evaluate(params, *data)["loss"])

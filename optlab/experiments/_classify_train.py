@@ -40,7 +40,7 @@ def make_tx_for(cfg, total_steps: int):
         schedule = schedules.build(cfg.lr_schedule, hp["lr"], total_steps, cfg)
         noise = hp["grad_noise"] if cfg.grad_noise > 0 else None
         return optimizers.build(cfg.optimizer, schedule, hp, noise, key, cfg.optimizer_settings,
-                                optimizers.static_settings(cfg), network_for(cfg, hp))
+                                static=optimizers.static_settings(cfg), network=network_for(cfg, hp))
 
     return make_tx
 
