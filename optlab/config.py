@@ -74,6 +74,20 @@ def name(raw: Any) -> str:
     return raw.strip()
 
 
+def one_of(*options: str) -> Callable[[Any], str]:
+    """One of a few fixed words (a setting whose values are not a registry's names)."""
+    wants = "one of " + ", ".join(options)
+
+    def parse(raw: Any) -> str:
+        text = raw.strip() if isinstance(raw, str) else raw
+        if text not in options:
+            raise ValueError(f"must be {wants}")
+        return text
+
+    parse.wants = wants  # type: ignore[attr-defined]
+    return parse
+
+
 def optional_path(raw: Any) -> str | None:
     if raw is None or (isinstance(raw, str) and raw.strip() == ""):
         return None
@@ -228,9 +242,18 @@ class RunConfig:
     # second-order optimizers
     damping: float | None = setting(
         None, optional_positive, "λ in H + λI: newton, saddle-free-newton (default: none); "
-        "hessian-free's initial λ (default: 1)", "λ")
+        "hessian-free's initial λ (default: 1); kfac's factored Tikhonov λ (default: 0.3)", "λ")
     line_search: bool = setting(False, boolean, "newton, saddle-free-newton: halve η until the loss decreases (Armijo)")
-    cg_iters: int = setting(10, count(10_000), "hessian-free: conjugate-gradient steps per update", "INT", grid="ints")
+    cg_iters: int = setting(50, count(10_000), "hessian-free: at most this many conjugate-gradient steps per "
+                            "update (fewer when Martens' relative-progress rule stops it)", "INT", grid="ints")
+    # second-order optimizers on networks (the classify experiments)
+    curvature: str = setting("ggn", one_of("ggn", "hessian"), "hessian-free: the curvature CG solves with, ggn "
+                             "(Gauss–Newton, positive semi-definite: Martens') or hessian", "ggn|hessian")
+    curvature_batch: int | None = setting(None, count(10_000_000), "hessian-free, kfac: curvature products / "
+                                          "factor statistics on the first N examples of each minibatch (default: "
+                                          "all)", "N")
+    inverse_every: int = setting(20, count(100_000), "kfac: recompute the Kronecker factors' inverses every N "
+                                 "steps", "N")
     # the tiny 2-weight problem
     steps: int = setting(100, count(100_000), "number of updates", "INT", grid="ints")
     start: tuple[float, float] = setting((0.5, 1.5), start_point, "starting point W1,W2", "W1,W2", grid="lists")

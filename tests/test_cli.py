@@ -219,7 +219,7 @@ def test_sweep_metavars_say_how_alternatives_are_written():
 def test_help_reads_names_and_defaults_from_the_registries():
     lines = {line.split()[1]: " ".join(line.strip(" │").split())
              for line in wide_help("run").splitlines() if line[2:4] == "--"}
-    assert "adam, gd, hessian-free, momentum, nesterov, newton, rmsprop, saddle-free-newton" in lines["--opt"]
+    assert "adam, gd, hessian-free, kfac, momentum, nesterov, newton, rmsprop, saddle-free-newton" in lines["--opt"]
     assert "(default: gd; fashion-mnist, mnist adam; phase-diagram momentum)" in lines["--opt"]
     assert "anneal, constant, cosine, exponential, inverse-time, step" in lines["--lr-schedule"]
     assert "glorot, he, normal" in lines["--init"]

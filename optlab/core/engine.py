@@ -51,8 +51,9 @@ def update(loss: Loss, tx, params, opt_state, batch, key):
         return loss(p, batch, key)
 
     value, grads = jax.value_and_grad(value_fn)(params)
-    # value_fn is the extra argument second-order methods need; optax's own ignore it.
-    updates, opt_state = tx.update(grads, opt_state, params, value_fn=value_fn)
+    # value_fn (and the batch and key, for a network's split loss) are the extra arguments second-order
+    # methods need; optax's own ignore them.
+    updates, opt_state = tx.update(grads, opt_state, params, value_fn=value_fn, batch=batch, key=key)
     return optax.apply_updates(params, updates), opt_state, value, optax.tree_utils.tree_norm(grads)
 
 

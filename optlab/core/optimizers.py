@@ -75,6 +75,9 @@ class OptimizerSpec:
     hyperparams: tuple[str, ...] = ()  # config fields passed to the factory besides the learning rate
     dense_hessian: bool = False  # forms the n×n Hessian: refused when n > MAX_DENSE_PARAMS
     settings: tuple[OwnSetting, ...] = ()  # the factory's other keywords: the optimizer's own settings
+    static: tuple[str, ...] = ()  # config fields passed as Python values (they shape the program), not arrays
+    network: bool = False  # takes the network's split loss (optlab.curvature.layers.Network) as `network`
+    needs_network: bool = False  # cannot run without one: refused on problems that are not networks
 
     def keywords(self) -> list[str]:
         """Every keyword of the factory besides learning_rate: optlab's settings it takes, then its own."""
@@ -88,26 +91,33 @@ OPTIMIZER_FIELDS = ("momentum", "damping", "line_search", "cg_iters")
 
 
 def optimizer(name: str, help: str | None = None, default_lr: float = 1e-3, hyperparams: tuple[str, ...] | None = None,
-              dense_hessian: bool = False) -> Callable[[Callable], Callable]:
+              dense_hessian: bool = False, static: tuple[str, ...] = (), network: bool = False,
+              needs_network: bool = False) -> Callable[[Callable], Callable]:
     """Register `factory` under `name`: it then shows in `optlab list`, `--opt`'s help and its completion.
 
     `help` is its line in `optlab list` (default: the first line of the factory's docstring);
     `hyperparams` the optlab settings it takes (default: its keywords named in OPTIMIZER_FIELDS).
+    `static`: optlab settings it takes as Python values (they shape its program: hessian-free's
+    curvature); `network` / `needs_network`: it takes (needs) the network's split loss as the keyword
+    `network` (hessian-free's Gauss–Newton, kfac).
     A factory optlab cannot call (no `learning_rate` keyword, `*args`, a keyword named after another
     of optlab's settings, an own setting without a number, true/false or text default) is refused
     here with a ConfigError, when its file is loaded.
     """
 
     def decorate(factory):
-        taken, own = _signature(name, factory, hyperparams)
+        skip = (*static, *("network",) * (network or needs_network))
+        taken, own = _signature(name, factory, hyperparams, skip)
         line = help if help is not None else (inspect.getdoc(factory) or name).splitlines()[0]
-        OPTIMIZERS.register(name, line, OptimizerSpec(factory, default_lr, taken, dense_hessian, own))
+        OPTIMIZERS.register(name, line, OptimizerSpec(factory, default_lr, taken, dense_hessian, own, static,
+                                                      network or needs_network, needs_network))
         return factory
 
     return decorate
 
 
-def _signature(name: str, factory: Callable, hyperparams: tuple[str, ...] | None) -> tuple[tuple, tuple]:
+def _signature(name: str, factory: Callable, hyperparams: tuple[str, ...] | None, skip: tuple[str, ...] = ()
+               ) -> tuple[tuple, tuple]:
     """(the optlab settings the factory takes, its own settings), or why optlab cannot call it."""
     def refuse(why: str) -> ConfigError:
         return ConfigError(f"optimizer {name!r}: its factory {why}")
@@ -125,7 +135,7 @@ def _signature(name: str, factory: Callable, hyperparams: tuple[str, ...] | None
                          "with its default (they become its settings)")
         if p.kind is p.POSITIONAL_ONLY:
             raise refuse(f"takes {p.name} positionally only; optlab passes keywords")
-        if p.name == "learning_rate":
+        if p.name == "learning_rate" or p.name in skip:
             continue
         if p.name in (hyperparams if hyperparams is not None else OPTIMIZER_FIELDS):
             taken.append(p.name)
@@ -209,12 +219,26 @@ def saddle_free_newton(learning_rate, damping=0.0, line_search=False):
     return second_order.saddle_free_newton(learning_rate, damping, line_search)
 
 
-@optimizer("hessian-free", "Hessian-free (Martens, 2010): truncated CG on H-vector products, λ adapted (--cg-iters)",
-           1.0, ("damping", "cg_iters"))
-def hessian_free(learning_rate, damping=1.0, cg_iters=10):
+@optimizer("hessian-free", "Hessian-free (Martens, 2010): preconditioned CG on Gauss–Newton products, backtracked, "
+           "λ adapted (--cg-iters, --curvature, --curvature-batch)", 1.0, ("damping", "cg_iters"),
+           static=("curvature", "curvature_batch"), network=True)
+def hessian_free(learning_rate, damping=1.0, cg_iters=50, curvature=None, curvature_batch=None, network=None):
     from optlab.core import second_order
 
-    return second_order.hessian_free(learning_rate, damping, cg_iters)
+    return second_order.hessian_free(learning_rate, damping, cg_iters, curvature=curvature,
+                                     curvature_batch=curvature_batch, network=network)
+
+
+@optimizer("kfac", "K-FAC (Martens & Grosse, 2015): Kronecker-factored natural gradient with momentum, dense "
+           "layers (--damping, --momentum, --inverse-every)", 0.1, ("damping", "momentum", "inverse_every"),
+           static=("curvature_batch",), needs_network=True)
+def kfac(learning_rate, damping=0.3, momentum=0.9, inverse_every=20, curvature_batch=None, network=None):
+    from optlab.core import kfac as kfac_module
+
+    if network is None:
+        raise ValueError("kfac needs a network of dense layers (the classify experiments)")
+    return kfac_module.kfac(learning_rate, network, damping, momentum, inverse_every,
+                            curvature_batch=curvature_batch)
 
 
 @optimizer("adagrad", "Adagrad (Duchi et al., 2011): η scaled by the root of the summed squared gradients", 0.01)
@@ -252,6 +276,8 @@ def build(
     grad_noise: jax.Array | None = None,
     key: jax.Array | None = None,
     settings: tuple[tuple[str, Any], ...] = (),
+    static: Mapping | None = None,
+    network=None,
 ) -> optax.GradientTransformationExtraArgs:
     """The optimizer `name` with its learning rate following `schedule`.
 
@@ -259,15 +285,20 @@ def build(
     sees it: the lecture's "momentum with a noisy gradient". Pass None to leave it out of
     the program entirely. `settings` are the optimizer's own (cfg.optimizer_settings): the real
     ones are taken from `hyperparams` (traced, see `hyperparams`), the rest passed as static
-    arguments, and None ("unset") leaves the factory's default.
+    arguments, and None ("unset") leaves the factory's default. `static` holds the optlab settings it
+    takes as Python values (`static_settings`); `network` (optlab.curvature.layers.Network) is what
+    the methods that need a network's outputs (hessian-free's Gauss–Newton, kfac) receive.
     """
     import optax
 
     spec = OPTIMIZERS[name]
     # A hyperparameter left out (or None: "not set") takes the factory's own default.
     given = {k: hyperparams[k] for k in (*spec.hyperparams, *dict(settings)) if hyperparams.get(k) is not None}
-    static = {k: v for k, v in settings if k not in given and v is not None}
-    tx = optax.inject_hyperparams(spec.factory, static_args=tuple(static))(learning_rate=schedule, **given, **static)
+    fixed = {k: v for k, v in settings if k not in given and v is not None}
+    fixed |= {k: static[k] for k in spec.static if static and static.get(k) is not None}
+    if spec.network and network is not None:
+        fixed["network"] = network
+    tx = optax.inject_hyperparams(spec.factory, static_args=tuple(fixed))(learning_rate=schedule, **given, **fixed)
     if grad_noise is None:
         return tx
     return optax.chain(optax.add_noise(grad_noise**2, 0.0, key), tx)
@@ -308,8 +339,16 @@ def traced(value: Any) -> bool:
     return isinstance(value, float)
 
 
-def check_size(name: str, n_params: int, itemsize: int) -> None:
-    """Refuse a dense-Hessian method on a problem whose Hessian would not fit, before it runs."""
+def static_settings(cfg) -> dict:
+    """The run's settings its optimizer takes as Python values (OptimizerSpec.static)."""
+    return {k: getattr(cfg, k) for k in OPTIMIZERS[cfg.optimizer].static}
+
+
+def check_size(name: str, n_params: int, itemsize: int, network: bool = True) -> None:
+    """Refuse a dense-Hessian method on a problem whose Hessian would not fit, and one that needs a
+    network's layers on a problem without them (`network` False), before it runs."""
+    if OPTIMIZERS[name].needs_network and not network:
+        raise ConfigError(f"--opt {name} needs a network of dense layers: use it on mnist or fashion-mnist")
     if OPTIMIZERS[name].dense_hessian and n_params > MAX_DENSE_PARAMS:
         gigabytes = n_params**2 * itemsize / 1e9
         raise ConfigError(

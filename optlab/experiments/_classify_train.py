@@ -20,6 +20,7 @@ import numpy as np
 from optlab import plots, results
 from optlab.core import devices, optimizers, schedules
 from optlab.core.engine import TrainState, epoch_fn, evaluate_in_chunks, init_state
+from optlab.curvature.layers import Network
 from optlab.data import datasets
 from optlab.errors import ConfigError
 from optlab.experiments._classify_loop import Checkpoints, Curvature, EpochLoop, Log, Program, epochs_text
@@ -39,9 +40,23 @@ def make_tx_for(cfg, total_steps: int):
     def make_tx(hp, key):
         schedule = schedules.build(cfg.lr_schedule, hp["lr"], total_steps, cfg)
         noise = hp["grad_noise"] if cfg.grad_noise > 0 else None
-        return optimizers.build(cfg.optimizer, schedule, hp, noise, key, cfg.optimizer_settings)
+        return optimizers.build(cfg.optimizer, schedule, hp, noise, key, cfg.optimizer_settings,
+                                static=optimizers.static_settings(cfg), network=network_for(cfg, hp))
 
     return make_tx
+
+
+def network_for(cfg, hp: dict) -> Network:
+    """`loss_for`'s loss split as C(θ) = mean ℓ(f(θ; x), y) + R(θ), for hessian-free's Gauss–Newton and kfac."""
+    noise = hp["input_noise"] if cfg.input_noise > 0 else 0.0
+    decay = partial(mlp.penalty, weight_decay=hp["weight_decay"]) if cfg.weight_decay > 0 else None
+    network = mlp.network(cfg)
+    forward = partial(mlp.outputs, dropout=cfg.dropout, input_noise=noise, model=network["model"],
+                      activation=network["activation"])
+    losses = partial(mlp.example_losses, objective=network["objective"])
+    # K-FAC's Fisher draws targets from the model's p(y | z): the softmax's, for cross-entropy (classify.check
+    # refuses kfac with another loss)
+    return Network(forward, losses, decay, lambda z, key: jax.random.categorical(key, z))
 
 
 def hyperparams(cfg) -> dict:

@@ -242,14 +242,17 @@ def summary_line(record: dict) -> str:
 
 
 def check(settings: dict) -> None:
-    """Cross-field checks: the init's, model's, activation's and loss's names, and `--analyze` epochs within
-    the run (past its end they would silently never be measured)."""
+    """Cross-field checks: the init's, model's, activation's and loss's names (kfac: cross-entropy only), and
+    `--analyze` epochs within the run (past its end they would silently never be measured)."""
     from optlab.problems import activations, inits, losses, models
 
     inits.INITS.entry(settings.get("init", FIELDS["init"].default))
     models.MODELS.entry(settings.get("model", FIELDS["model"].default))
     activations.ACTIVATIONS.entry(settings.get("activation", FIELDS["activation"].default))
-    losses.LOSSES.entry(settings.get("loss", FIELDS["loss"].default))
+    loss = losses.LOSSES.entry(settings.get("loss", FIELDS["loss"].default)).name
+    if settings.get("optimizer") == "kfac" and loss != "cross-entropy":
+        raise ConfigError(f"--opt kfac draws its Fisher's targets from the softmax: it needs --loss cross-entropy, "
+                          f"not {loss!r}")
     epochs = settings.get("epochs", FIELDS["epochs"].default)
     late = [e for e in settings.get("analyze") or () if e > epochs]
     if late:
@@ -261,7 +264,8 @@ def check(settings: dict) -> None:
 
 NETWORK_FIELDS = ("epochs", "batch_size", "hidden", "model", "activation", "loss", "init", "init_scale",
                   "input_noise", "dropout", "weight_decay", "target_error", "train_subset", "data_parallel",
-                  "checkpoint_every", "analyze", "hessian_index", "data_dir")
+                  "checkpoint_every", "analyze", "hessian_index", "data_dir", "curvature", "curvature_batch",
+                  "inverse_every")
 NETWORK_DEFAULTS = {"optimizer": "adam", "lr_schedule": "anneal", "input_noise": 0.0}
 DATASET_DEFAULTS = {
     # The lecture's example model: Adam at 1e-3 annealed over the second half, with Gaussian input

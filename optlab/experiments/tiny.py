@@ -32,7 +32,7 @@ MAX_RACERS = 20  # runs raced in compare's GIF: each costs its share of every fr
 def prepare(cfg):
     from optlab.core import optimizers
 
-    optimizers.check_size(cfg.optimizer, 2, 8)
+    optimizers.check_size(cfg.optimizer, 2, 8, network=False)
     return partial(_train, cfg)
 
 

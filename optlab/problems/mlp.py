@@ -80,16 +80,37 @@ def loss(params, batch, key, *, input_noise=0.0, dropout: float = 0.0, weight_de
     dropped with probability `dropout`. A term given as the Python number 0 is left out of
     the program; `input_noise` and `weight_decay` may also be traced arrays (a sweep's lanes).
     """
-    images, labels = batch
+    logits, _ = outputs(params, batch, key, input_noise=input_noise, dropout=dropout, model=model,
+                        activation=activation)
+    value = example_losses(logits, batch[1], objective).mean()
+    if not _is_zero(weight_decay):
+        value = value + penalty(params, weight_decay)
+    return value
+
+
+def outputs(params, batch, key, *, input_noise=0.0, dropout: float = 0.0, model: str = "mlp",
+            activation: str = "relu"):
+    """`loss`'s forward pass: the logits z and each dense layer's input [x, h₁, h₂, …] (x with its
+    input noise, hᵢ after the activation and before dropout). Second-order methods split the loss as
+    C(θ) = L(z(θ), y) + R(θ) (optlab.curvature.layers.Network) to linearise z."""
+    images, _ = batch
     x = pixels(images)
     noise_key, dropout_key = jax.random.split(key)
     if not _is_zero(input_noise):
         x = x + input_noise * jax.random.normal(noise_key, x.shape, x.dtype)
-    outputs, _ = forward(params, x, dropout, dropout_key, model=model, activation=activation)
-    value = LOSSES[objective](outputs, labels.astype(jnp.int32)).mean()
-    if not _is_zero(weight_decay):
-        value = value + 0.5 * weight_decay * sum(jnp.sum(layer["w"] ** 2) for layer in params)
-    return value
+    logits, hidden = forward(params, x, dropout, dropout_key, model=model, activation=activation)
+    return logits, [x, *hidden]
+
+
+def example_losses(outputs: jax.Array, labels: jax.Array, objective: str = "cross-entropy") -> jax.Array:
+    """Each example's loss ℓᵢ = ℓ(zᵢ, yᵢ) of the objective (optlab.problems.losses; by default the softmax
+    cross-entropy −log softmax(zᵢ)_{yᵢ}, from the logits, stably)."""
+    return LOSSES[objective](outputs, labels.astype(jnp.int32))
+
+
+def penalty(params, weight_decay) -> jax.Array:
+    """The weight decay term (λ/2) Σ ‖W‖² (biases are not penalised)."""
+    return 0.5 * weight_decay * sum(jnp.sum(layer["w"] ** 2) for layer in params)
 
 
 def _is_zero(value) -> bool:
