@@ -226,6 +226,15 @@ def test_a_bad_curvature_is_one_line_exit_2(tmp_path):
 def test_kfac_on_the_tiny_problem_is_one_line_exit_2(tmp_path):
     result = CliRunner().invoke(app, ["run", "tiny", "--opt", "kfac", "--out", str(tmp_path)])
     assert result.exit_code == 2
-    expected = "error: --opt kfac needs a network of dense layers: use it on mnist or fashion-mnist"
+    expected = "error: --opt kfac needs a network of dense layers: use it on a dataset's classifier (optlab list)"
     assert result.output.strip() == expected
+    assert not any(tmp_path.iterdir())
+
+
+def test_kfac_with_a_loss_other_than_cross_entropy_is_one_line_exit_2(tmp_path):
+    result = CliRunner().invoke(app, ["run", "mnist", "--opt", "kfac", "--loss", "squared-error",
+                                      "--out", str(tmp_path)])
+    assert result.exit_code == 2
+    assert result.output.strip() == ("error: --opt kfac draws its Fisher's targets from the softmax: it needs "
+                                     "--loss cross-entropy, not 'squared-error'")
     assert not any(tmp_path.iterdir())

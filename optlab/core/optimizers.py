@@ -348,7 +348,8 @@ def check_size(name: str, n_params: int, itemsize: int, network: bool = True) ->
     """Refuse a dense-Hessian method on a problem whose Hessian would not fit, and one that needs a
     network's layers on a problem without them (`network` False), before it runs."""
     if OPTIMIZERS[name].needs_network and not network:
-        raise ConfigError(f"--opt {name} needs a network of dense layers: use it on mnist or fashion-mnist")
+        raise ConfigError(f"--opt {name} needs a network of dense layers: use it on a dataset's classifier "
+                          "(optlab list)")
     if OPTIMIZERS[name].dense_hessian and n_params > MAX_DENSE_PARAMS:
         gigabytes = n_params**2 * itemsize / 1e9
         raise ConfigError(
