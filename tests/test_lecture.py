@@ -26,7 +26,8 @@ from optlab.results import figure_entry
 
 REPO_EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 ORDER = ["landscape", "gd-slow", "gd-bounce", "newton", "momentum", "noisy-momentum", "adam", "bifurcation",
-         "phase-diagrams", "animations", "mnist-curves", "mnist-weights", "mnist-sparsity", "saddles", "signals"]
+         "phase-diagrams", "animations", "mnist-curves", "mnist-weights", "mnist-sparsity", "saddles",
+         "network-saddles", "signals"]
 
 
 def invoke(*args):
@@ -49,12 +50,12 @@ def measured_line(page: str, key: str) -> str:
 
 def test_sections_follow_the_lecture_and_name_the_repository_experiment_files() -> None:
     assert [s.key for s in lecture.SECTIONS] == ORDER
-    assert [s.part for s in lecture.SECTIONS] == ["tiny"] * 10 + ["mnist"] * 3 + ["saddles", "signals"]
+    assert [s.part for s in lecture.SECTIONS] == ["tiny"] * 10 + ["mnist"] * 3 + ["saddles"] * 2 + ["signals"]
     shipped = {f.stem for f in REPO_EXPERIMENTS.glob("*.toml")}
     assert set(lecture.files(lecture.SECTIONS)) <= shipped  # every file a section reads is shipped
     assert shipped - set(lecture.files(lecture.SECTIONS)) == {"mnist-hessian-free", "mnist-identity", "mnist-linear"}
     assert lecture.files(lecture.sections(["signals", "saddles"])) == [
-        "tiny-newton-saddle", "tiny-saddle-free-newton", "tiny-newton", "signals"]
+        "tiny-newton-saddle", "tiny-saddle-free-newton", "tiny-newton", *lecture.INDEX_RUNS, "signals"]
 
 
 def test_the_signals_experiment_file_is_the_lecture_s_grid() -> None:
@@ -146,7 +147,7 @@ def test_only_runs_and_shows_the_chosen_parts(tmp_path: Path, fake_runner) -> No
     assert result.exit_code == 0, result.output
     assert fake_runner == ["tiny-newton-saddle", "tiny-newton"]
     page = (tmp_path / "out" / "report.html").read_text()
-    assert section_ids(page) == ["saddles"] and "Further experiments" not in page
+    assert section_ids(page) == ["saddles", "network-saddles"] and "Further experiments" not in page
     assert "not measured: tiny-saddle-free-newton.toml is not in" in measured_line(page, "saddles")
     bad = invoke("reproduce", "lecture", "--experiments", folder, "--only", "tiny,mnst")
     assert bad.exit_code == 2 and "--only mnst: not a part of the lecture (choose from tiny, mnist" in bad.stderr

@@ -297,6 +297,23 @@ def signals_depth(runs: Runs) -> str:
             f"over last): {ratios}.")
 
 
+INDEX_RUNS = ("mnist-newton-index", "mnist-saddle-free-newton-index", "mnist-gd-index", "mnist-adam-index")
+
+
+def network_index(runs: Runs) -> str:
+    """Each --hessian-index run's count of negative Hessian eigenvalues before the first step and after the last."""
+    parts = []
+    for stem in INDEX_RUNS:
+        start = runs.number(stem, "analysis.hessian_index.initial.hessian_negative_count")
+        end = runs.numbers(stem, "history.hessian_negative_count")[-1]
+        parts.append(f"{runs.get(stem, 'config.optimizer')} {int(start)} → {int(end)} "
+                     f"(training loss {fmt(runs.number(stem, 'summary.final_loss'))})")
+    hidden = runs.get(INDEX_RUNS[0], "config.hidden")
+    return (f"Negative eigenvalues of the exact Hessian, before the first step → after the last epoch, of a "
+            f"784-{'-'.join(map(str, hidden))}-10 ReLU network on {runs.get(INDEX_RUNS[0], 'config.train_subset')} "
+            f"MNIST images: {'; '.join(parts)}.")
+
+
 # ----------------------------------------------------------------------------- the lecture
 
 PARTS = {"tiny": "The tiny model", "mnist": "MNIST", "saddles": "Critical points and saddles",
@@ -364,6 +381,10 @@ SECTIONS: tuple[Section, ...] = (
                            f"C − C* = {fmt(gap(runs, SFN))}, a {runs.get(SFN, 'analysis.critical_point')} with "
                            f"eigenvalues {eigen_text(runs, SFN)}.")),
             figures=((SADDLE, "landscape"), (SFN, "landscape"))),
+    Section("network-saddles", "saddles", "Saddles of a real network", INDEX_RUNS,
+            "On a network too, Newton's method is held where the Hessian has negative eigenvalues, while "
+            "saddle-free Newton escapes them (Dauphin et al., 2014).",
+            (network_index,)),
     Section("signals", "signals", "Exploding and vanishing signals", (SIGNALS,),
             "Each ReLU layer multiplies the signal's scale by s·√(g/2) (He et al., 2015): He's init (g = 2) at "
             "scale 1 keeps it, every other choice makes activations and gradients explode or vanish exponentially "
