@@ -34,6 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from optlab.data.arrays import checked_arrays
+from optlab.data.download import download
 from optlab.data.idx import read_idx
 from optlab.errors import ConfigError, DataError
 from optlab.registry import Registry
@@ -322,50 +324,9 @@ def fetch(name: str, data_dir: str | Path | None = None) -> list[FileStatus]:
     # A cached copy that fails its checksum is ours to replace; copies elsewhere belong to the user.
     wanted = [s.role for s in statuses if s.path is None or (s.found_in == "cache" and s.verified is False)]
     if wanted:
-        _download(DATASETS[name], wanted)
+        download(DATASETS[name], wanted, _cache_or_none(), ENV_VAR)
         statuses = locate(name, data_dir)
     return statuses
-
-
-def _download(spec: DatasetSpec, roles: list[str]) -> None:
-    """Download the files for `roles` from the first mirror that serves each with the right SHA-256."""
-    cache = _cache_or_none()
-    if cache is None:
-        raise DataError(_where_to_put(spec, roles, "platformdirs is not installed: no cache to download to"))
-    target = cache / spec.name
-    try:
-        import pooch
-    except ImportError:
-        raise DataError(_where_to_put(spec, roles, "pooch is not installed, so nothing can be downloaded")) from None
-    for i, role in enumerate(roles):
-        f = spec.file(role)
-        failures = []
-        for mirror in spec.mirrors:
-            try:
-                pooch.retrieve(mirror + f.download_name, known_hash=f"sha256:{f.sha256_gz[0]}",
-                               fname=f.download_name, path=target, progressbar=False)
-                break
-            except Exception as e:  # requests', the OS's and pooch's errors all mean "this mirror failed"
-                # pooch deletes a download whose hash differs and raises ValueError saying so.
-                bad_hash = isinstance(e, ValueError) and "hash" in str(e).lower()
-                reason = f"SHA-256 mismatch, expected {f.sha256_gz[0][:16]}…" if bad_hash else _first_line(e)
-                failures.append(f"{mirror}{f.download_name}: {reason}")
-        else:
-            raise DataError(_where_to_put(spec, roles[i:], "download failed: " + "; ".join(failures)))
-
-
-def _first_line(e: BaseException) -> str:
-    text = " ".join(str(e).split())
-    return (text[:160] + "…") if len(text) > 160 else (text or type(e).__name__)
-
-
-def _where_to_put(spec: DatasetSpec, roles: list[str], reason: str) -> str:
-    names, cache = ", ".join(spec.file(r).download_name for r in roles), _cache_or_none()
-    return (
-        f"{spec.name}: missing {names} ({reason}). Put the files (.gz or raw) in "
-        f"{f'{cache / spec.name}, or in ' if cache else ''}a folder given by --data-dir or ${ENV_VAR} "
-        f"(directly or in a '{spec.name}' subfolder)"
-    )
 
 
 def load(name: str, data_dir: str | Path | None = None) -> Dataset:
@@ -430,51 +391,3 @@ def _load_plugin(spec: DatasetSpec) -> Dataset:
     data = Dataset(spec.name, *checked_arrays(spec.name, loader(), spec.classes), source=where)
     _LOADED[spec.name] = (loader, data)
     return data
-
-
-def checked_arrays(name: str, arrays: Any, classes: int) -> tuple[np.ndarray, ...]:
-    """A plug-in's (train_images, train_labels, test_images, test_labels) as training reads them: images
-    uint8 or float32 in [0, 1], labels uint8 (int32 past 256 classes); a one-line DataError naming the
-    dataset for anything else."""
-    if not isinstance(arrays, (tuple, list)) or len(arrays) != 4:
-        raise DataError(f"dataset {name!r}: its function must return (train_images, train_labels, test_images, "
-                        f"test_labels), got {type(arrays).__name__}" + (f" of {len(arrays)}" if
-                                                                        isinstance(arrays, (tuple, list)) else ""))
-    out = []
-    for split, (images, labels) in zip(("train", "test"), (arrays[:2], arrays[2:])):
-        out += [_images(name, split, images), _labels(name, split, labels, classes)]
-        if len(out[-1]) != len(out[-2]):
-            raise DataError(f"dataset {name!r}: {len(out[-2])} {split}_images but {len(out[-1])} {split}_labels")
-        if not len(out[-1]):
-            raise DataError(f"dataset {name!r}: the {split} split holds no examples; it needs at least one")
-    if out[0].shape[1:] != out[2].shape[1:]:
-        raise DataError(f"dataset {name!r}: train_images are {out[0].shape[1:]} each but test_images "
-                        f"{out[2].shape[1:]}")
-    return tuple(out)
-
-
-def _images(name: str, split: str, images: Any) -> np.ndarray:
-    images = np.asarray(images)
-    what = f"dataset {name!r}: {split}_images"
-    if images.ndim < 2:
-        raise DataError(f"{what} must be (N, ...), one image or feature vector per row, got shape {images.shape}")
-    if images.dtype == np.uint8:
-        return images
-    if not np.issubdtype(images.dtype, np.floating):
-        raise DataError(f"{what} must be uint8, or floats in [0, 1]; got {images.dtype}")
-    if images.size and not (np.all(np.isfinite(images)) and images.min() >= 0 and images.max() <= 1):
-        raise DataError(f"{what} must be floats in [0, 1] (or uint8); found values in "
-                        f"[{np.nanmin(images):g}, {np.nanmax(images):g}]" + ("" if np.all(np.isfinite(images))
-                                                                              else " and non-finite ones"))
-    return images.astype(np.float32)
-
-
-def _labels(name: str, split: str, labels: Any, classes: int) -> np.ndarray:
-    labels = np.asarray(labels)
-    what = f"dataset {name!r}: {split}_labels"
-    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
-        raise DataError(f"{what} must be a 1-D array of integers, got {labels.dtype} of shape {labels.shape}")
-    if labels.size and (labels.min() < 0 or labels.max() >= classes):
-        bad = labels.min() if labels.min() < 0 else labels.max()
-        raise DataError(f"{what}: label {bad} out of range 0..{classes - 1} (classes={classes})")
-    return labels.astype(np.uint8 if classes <= 256 else np.int32)

@@ -18,16 +18,14 @@ version-1 record that optlab rewrites (`run --resume`, `analyze`) becomes versio
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import os
 import platform
 import secrets
 import stat
-import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -36,16 +34,23 @@ import numpy as np
 from optlab import interrupts
 from optlab.errors import ResultsError
 from optlab.results import claim
+from optlab.results.arrays import (  # noqa: F401  (results.save_params, … : the package's surface)
+    INITIAL_PARAMS_FILE,
+    PARAMS_FILE,
+    TRAJECTORY_FILE,
+    flat_params,
+    load_params,
+    load_trajectory,
+    save_params,
+    save_trajectory,
+)
+from optlab.results.atomic import _UMASK, EXIT_IO, WriteError, write_atomic  # noqa: F401
 from optlab.results.checks import check_types
 
 SCHEMA_VERSION = 2  # see the module docstring for what changed
 METRICS_FILE = "metrics.json"
-PARAMS_FILE = "params.npz"
-INITIAL_PARAMS_FILE = "params_init.npz"  # a network's parameters before its first step, as params.npz
-TRAJECTORY_FILE = "trajectory.npz"  # a network's flat parameters after chosen epochs (save_trajectory)
 CHECKPOINT_FILE = "checkpoint.npz"  # optlab.core.checkpoint's, named here so --overwrite knows it
 LOCK_FILE = claim.LOCK_FILE  # held while a process writes the folder (optlab.results.claim)
-EXIT_IO = 74  # EX_IOERR: a write failed (disk full, quota, I/O error); 1 means "diverged", 2 bad input
 STATUSES = ("running", "completed", "diverged", "interrupted", "failed")
 REQUIRED_KEYS = (
     "schema_version", "run_id", "status", "experiment", "config",
@@ -85,21 +90,6 @@ def upgraded(record: Mapping[str, Any]) -> dict:
     if isinstance(version, int) and version > SCHEMA_VERSION:
         raise ValueError(f"cannot rewrite a schema {version} record (this optlab writes {SCHEMA_VERSION})")
     return {**record, "schema_version": SCHEMA_VERSION, "figures": figures_of(record)}
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _current_umask()
-
-
-class WriteError(ResultsError):
-    """A file of a run folder could not be written: the OS error, naming the file. Exit code 74."""
-
-    exit_code = EXIT_IO
 
 
 def new_run_id(name: str) -> str:
@@ -215,21 +205,6 @@ def to_jsonable(value: Any) -> Any:
     return value
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file in the same folder and a rename.
-
-    An OS error (a full disk, a quota, an I/O error) leaves the old file and raises WriteError
-    naming the file and the error, so the CLI says it in one line with exit code 74.
-    """
-    path = Path(path)
-    try:
-        _write_atomic(path, data)
-    except OSError as e:
-        error = WriteError(f"cannot write {path}: {e.strerror or e}")
-        error.strerror = e.strerror or str(e)
-        raise error from None
-
-
 def record_end(run_dir: Path, record: Mapping[str, Any], cause: BaseException | None = None,
                exit_code: int | None = None) -> None:
     """Write the record a run ends with (failed, interrupted); if even that fails, raise one WriteError saying both.
@@ -246,20 +221,6 @@ def record_end(run_dir: Path, record: Mapping[str, Any], cause: BaseException | 
                            f"({getattr(e, 'strerror', None) or e}), so it may still say running")
         error.exit_code = exit_code or EXIT_IO
         raise error from None
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are for sharing
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -348,74 +309,6 @@ def find_runs(*roots: Path) -> Iterator[Path]:
             if folder not in seen:
                 seen.add(folder)
                 yield file.parent
-
-
-def save_params(run_dir: Path, params: Any, file: str = PARAMS_FILE) -> Path:
-    """Save a pytree of arrays as params.npz (or `file`), keyed by its path ("layers/0/w")."""
-    return _save_npz(Path(run_dir) / file, flat_params(params))
-
-
-def _save_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> Path:
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    write_atomic(path, buffer.getvalue())
-    return path
-
-
-def flat_params(params: Any) -> dict[str, np.ndarray]:
-    """A pytree of arrays as {path: array}, the keys params.npz uses ("layers/0/w")."""
-    import jax
-
-    return {"/".join(_key_name(k) for k in keypath): np.asarray(leaf)
-            for keypath, leaf in jax.tree_util.tree_flatten_with_path(params)[0]}
-
-
-def save_trajectory(run_dir: Path, epochs: Sequence[int], flat_params: np.ndarray) -> Path:
-    """trajectory.npz: "epochs" (k,) and "params" (k, n), row i the parameters after epoch epochs[i]
-    (0: before training) as one flat vector, in the order of jax.flatten_util.ravel_pytree of the
-    saved parameters (layer 0's b, w, layer 1's b, w, …: params.npz's keys sorted within a layer)."""
-    return _save_npz(Path(run_dir) / TRAJECTORY_FILE,
-                     {"epochs": np.asarray(epochs, np.int64), "params": np.asarray(flat_params)})
-
-
-def load_trajectory(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(epochs, flat params) of a run's trajectory.npz (save_trajectory); ResultsError when absent or damaged."""
-    saved = load_params(run_dir, TRAJECTORY_FILE)
-    if set(saved) != {"epochs", "params"} or saved["params"].ndim != 2 or len(saved["epochs"]) != len(saved["params"]):
-        raise ResultsError(f"{Path(run_dir) / TRAJECTORY_FILE}: not a trajectory (arrays 'epochs' (k,) and "
-                           "'params' (k, n))")
-    return saved["epochs"], saved["params"]
-
-
-def load_params(run_dir: Path, file: str = PARAMS_FILE) -> dict[str, np.ndarray]:
-    """The arrays of a run's params.npz by key; ResultsError naming the file when it cannot be read.
-
-    np.load reads a zip archive lazily, so a truncated or corrupt file fails only when an array is
-    taken out, and with whatever zipfile, zlib, tokenize (the .npy header) or numpy raise on the
-    bytes they find (BadZipFile, zlib.error, EOFError, TokenError, NotImplementedError, ...).
-    Reading has no side effects, so every one of them means "this file is damaged".
-    """
-    path = Path(run_dir) / file
-    if not path.exists():
-        raise ResultsError(f"{run_dir}: no saved parameters ({file} is missing)")
-    if not path.is_file():
-        raise ResultsError(f"{path}: not a regular file")
-    try:
-        data = np.load(path, allow_pickle=False)
-        if not isinstance(data, np.lib.npyio.NpzFile):
-            raise ValueError("a single array, not an archive of arrays")
-        with data:
-            return {k: data[k] for k in data.files}
-    except Exception as e:  # see the docstring: what corrupt bytes make these libraries raise is an open list
-        detail = " ".join(str(e).split()) or type(e).__name__
-        raise ResultsError(f"{path}: cannot read the saved parameters (truncated or corrupt?): {detail}") from None
-
-
-def _key_name(key: Any) -> str:
-    for attr in ("key", "idx", "name"):
-        if hasattr(key, attr):
-            return str(getattr(key, attr))
-    return str(key)
 
 
 def environment() -> dict:
