@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from optlab import config
+from optlab import config, parsers
 from optlab.config import Layer, parse_sets, read_toml
 from optlab.errors import ConfigError
 from optlab.runs.resolve import relevant, resolve
@@ -121,14 +121,14 @@ def test_every_field_declares_its_setting_once():
     assert config.flag("optimizer") == "--opt" and config.flag("batch_size") == "--batch-size"
     assert Layer({}, "flag").label("optimizer") == "--opt"
     with pytest.raises(ValueError, match="grid must be one of"):
-        config.Setting(config.name, "x", grid="range")
+        config.Setting(parsers.name, "x", grid="range")
 
 
 def test_integer_ranges_are_checked_before_they_are_expanded():
-    assert config.int_range("2..5", 1, 1000) == (2, 3, 4, 5)
-    assert config.int_range([3, 7], 1, 1000) == (3, 7)
+    assert parsers.int_range("2..5", 1, 1000) == (2, 3, 4, 5)
+    assert parsers.int_range([3, 7], 1, 1000) == (3, 7)
     start = time.perf_counter()
     for raw in ("1..10000000000", "0..3", "5..2", "999..1001"):
         with pytest.raises(ValueError, match="must be integers from 1 to 1,000"):
-            config.int_range(raw, 1, 1000)
+            parsers.int_range(raw, 1, 1000)
     assert time.perf_counter() - start < 1  # expanding 10¹⁰ integers would take minutes

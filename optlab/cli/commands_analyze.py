@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from optlab import config, plots, results
+from optlab import parsers, plots, results
 from optlab.cli.app import app
 from optlab.cli.options import plugin_option
 from optlab.errors import ConfigError
@@ -64,11 +64,11 @@ def analyze_command(
     """
     from optlab.experiments import EXPERIMENTS, AnalyzeOptions
 
-    options = AnalyzeOptions(k=_parse("--k", k, config.count(10**9), None),
-                             subset=_parse("--subset", subset, config.count(10**7), 1000),
-                             probes=_parse("--probes", probes, config.count(10_000), 10),
-                             seed=_parse("--seed", seed, config.seed_int, 0), data_dir=data_dir,
-                             max_order=_parse("--max-order", max_order, config.count(10**6), None))
+    options = AnalyzeOptions(k=_parse("--k", k, parsers.count(10**9), None),
+                             subset=_parse("--subset", subset, parsers.count(10**7), 1000),
+                             probes=_parse("--probes", probes, parsers.count(10_000), 10),
+                             seed=_parse("--seed", seed, parsers.seed_int, 0), data_dir=data_dir,
+                             max_order=_parse("--max-order", max_order, parsers.count(10**6), None))
     which = _parse("--curvature", curvature, _curvature, ("hessian",))
     record = results.read_metrics(run_dir)
     saved = results.load_params(run_dir)

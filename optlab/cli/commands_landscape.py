@@ -8,7 +8,7 @@ import numpy as np
 import typer
 from rich.console import Console
 
-from optlab import config, plots, results
+from optlab import parsers, plots, results
 from optlab.cli.app import app
 from optlab.cli.commands_analyze import _opt, _parse
 from optlab.errors import ConfigError, ResultsError
@@ -18,7 +18,7 @@ stdout = Console(highlight=False)
 
 def _at_least(low: int, limit: int):
     """A parser for an integer in low..limit."""
-    parse = config.count(limit)
+    parse = parsers.count(limit)
 
     def parser(raw: str) -> int:
         value = parse(raw)
@@ -59,11 +59,11 @@ def landscape_command(
     """
     from optlab.experiments import EXPERIMENTS, LandscapeOptions
 
-    options = LandscapeOptions(subset=_parse("--subset", subset, config.count(10**7), 1000),
+    options = LandscapeOptions(subset=_parse("--subset", subset, parsers.count(10**7), 1000),
                                points=_parse("--points", points, _at_least(2, 100_000), 41),
                                resolution=_parse("--resolution", resolution, _at_least(2, 1000), 21),
                                span=_parse("--span", span, _span, 1.0),
-                               seed=_parse("--seed", seed, config.seed_int, 0), data_dir=data_dir)
+                               seed=_parse("--seed", seed, parsers.seed_int, 0), data_dir=data_dir)
     record = results.read_metrics(run_dir)
     landscape = EXPERIMENTS[record["experiment"]].landscape
     if landscape is None:

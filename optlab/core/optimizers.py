@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from optlab import config
+from optlab import config, parsers
 from optlab.errors import ConfigError
 from optlab.registry import Registry
 
@@ -61,8 +61,8 @@ class OwnSetting:
         return f"{self.name}={self.default!r}" if self.kind == "text" else f"{self.name}={self.default}"
 
 
-_PARSERS = {"real": config.finite, "optional": config.finite, "switch": config.boolean, "text": config.name,
-            "integer": config.checked(int, lambda v: True, "an integer")}
+_PARSERS = {"real": parsers.finite, "optional": parsers.finite, "switch": parsers.boolean, "text": parsers.name,
+            "integer": parsers.checked(int, lambda v: True, "an integer")}
 _KINDS = ((bool, "switch"), (int, "integer"), (float, "real"), (str, "text"), (type(None), "optional"))
 
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from optlab import config, plots, results
+from optlab import parsers, plots, results
 from optlab.data import datasets
 from optlab.errors import ConfigError
 from optlab.experiments.contract import EXPERIMENTS, Experiment, RunContext, RunResult
@@ -205,7 +205,7 @@ EXPERIMENTS.register(
         defaults={"depth": tuple(range(2, 21)), "activation": ("relu", "tanh"), "init": ("glorot", "he", "normal"),
                   "init_scale": (0.5, 1.0, 2.0), "batch_size": 256},
         parsers={"init": _inits, "activation": _names("optlab.problems.activations:ACTIVATIONS"),
-                 "init_scale": config.number_list(config.positive, None,
+                 "init_scale": parsers.number_list(parsers.positive, None,
                                                   "comma-separated positive scales (e.g. 0.5,1,2)")},
         trains=False,
         summary_line=summary_line,

@@ -4,10 +4,10 @@
 (optlab.reporting.lecture_page). A section is declared once, here: its title, the experiment files
 (by stem: "tiny-newton" is experiments/tiny-newton.toml) whose runs it reads, the lecture's claim in
 one sentence, and `measures`: small functions (optlab.reporting.lecture_measures) that read the
-numbers from those runs' metrics.json and say them in a sentence. Nothing is hard-coded: 2/λmax is 2 over the largest Hessian eigenvalue
-that the Newton run recorded at the minimum, the period at η = 0.35 is read from the bifurcation
-run's analysis, and so on. A measure whose run is missing, failed or lacks a key raises
-NotMeasured, and the page prints "not measured: <why>" in its place.
+numbers from those runs' metrics.json and say them in a sentence. Nothing is hard-coded: 2/λmax is
+2 over the largest Hessian eigenvalue that the Newton run recorded at the minimum, the period at
+η = 0.35 is read from the bifurcation run's analysis, and so on. A measure whose run is missing,
+failed or lacks a key raises NotMeasured, and the page prints "not measured: <why>" in its place.
 
 This module reads records only (plain dicts); it imports no JAX and knows no experiment's code.
 """

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from optlab import config
+from optlab import config, parsers
 from optlab.config import FIELDS, Layer, RunConfig, applicable
 from optlab.errors import ConfigError
 
@@ -43,7 +43,7 @@ def resolve(layers: Iterable[Layer]) -> RunConfig:
     if "experiment" not in given:
         raise ConfigError("no experiment given: name one (optlab list shows them), "
                           "or give a FILE.toml that sets experiment = \"NAME\"")
-    experiment_name = _parse("experiment", *given["experiment"], config.name)
+    experiment_name = _parse("experiment", *given["experiment"], parsers.name)
     experiment = EXPERIMENTS[experiment_name]
     settings = applicable(experiment)
     if own and "optimizer" not in settings:
