@@ -101,3 +101,13 @@ def write_run() -> Callable[..., Path]:
         return folder
 
     return write
+
+
+@pytest.fixture
+def data_cli():
+    """optlab's commands in-process, on a wide terminal: data_cli("data", "info", ...) -> the CliRunner result."""
+    from typer.testing import CliRunner
+
+    from optlab.cli import app  # the app with every command registered
+
+    return lambda *args: CliRunner().invoke(app, list(map(str, args)), env={"COLUMNS": "250"})

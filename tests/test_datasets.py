@@ -1,20 +1,17 @@
-"""optlab.data.datasets and `optlab data`: lookup order, downloads (from a local server), loading, checks, the CLI."""
+"""optlab.data.datasets and `optlab data info`: lookup order, loading, checks, the CLI (downloads: test_download.py)."""
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
-import http.server
 import os
 import socket
-import sys
-import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+import optlab.experiments  # noqa: F401  (imported first: classify watches the real DATASETS, not `isolated`'s)
 from optlab.data import datasets
 from optlab.data.datasets import DATASETS, ROLES, fetch, load, locate
 from optlab.data.idx import write_idx
@@ -190,99 +187,6 @@ def test_missing_everywhere_lists_all_four(tmp_path):
         fetch("fashion-mnist")
 
 
-def test_without_pooch_a_download_is_a_data_error(monkeypatch):
-    monkeypatch.setitem(sys.modules, "pooch", None)  # makes `import pooch` fail
-    with pytest.raises(DataError, match=r"mnist: missing .* \(pooch is not installed"):
-        fetch("mnist")
-
-
-def test_without_platformdirs_the_named_folders_still_load_and_a_download_is_a_data_error(tmp_path, monkeypatch):
-    monkeypatch.setattr(datasets, "cache_root", _real_cache_root)  # the real one, which imports platformdirs
-    monkeypatch.setitem(sys.modules, "platformdirs", None)  # makes `import platformdirs` fail
-    arrays = write_dataset(tmp_path / "d", marker=3)
-    labels = [label for label, _ in datasets.search_folders("mnist", tmp_path / "d")]
-    assert labels == ["data-dir", "data-dir", "system"]  # no cache folder
-    np.testing.assert_array_equal(load("mnist", tmp_path / "d").train_labels, arrays["train-labels"])
-    with pytest.raises(DataError, match=r"^mnist: missing .* \(platformdirs is not installed: no cache to download to\)"
-                                        r"\. Put the files \(\.gz or raw\) in a folder given by --data-dir"):
-        fetch("mnist")
-
-
-# ---------------------------------------------------------------- downloads from a local HTTP server
-
-@pytest.fixture
-def mirror(tmp_path):
-    """Serve tmp_path/served over HTTP on 127.0.0.1; yields the URL prefix."""
-    served = tmp_path / "served"
-    served.mkdir()
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(served)))
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/"
-    server.shutdown()
-    server.server_close()
-
-
-def serve_mnist_fixture(tmp_path, monkeypatch, mirrors, marker=1):
-    """Write fixture .gz files to the served folder; register 'mnist' with their digests and `mirrors`."""
-    arrays = write_dataset(tmp_path / "served", marker=marker)
-    spec = DATASETS["mnist"]
-    files = tuple(dataclasses.replace(
-        f, sha256_gz=(hashlib.sha256((tmp_path / "served" / f.download_name).read_bytes()).hexdigest(),))
-        for f in spec.files)
-    use_specs(monkeypatch, dataclasses.replace(spec, files=files, mirrors=tuple(mirrors)))
-    return arrays
-
-
-def test_download_through_pooch_lands_in_the_cache(tmp_path, monkeypatch, mirror):
-    dead = f"http://127.0.0.1:{closed_port()}/"
-    arrays = serve_mnist_fixture(tmp_path, monkeypatch, [dead, mirror])  # the first mirror is down
-    statuses = fetch("mnist")
-    assert [(s.found_in, s.verified) for s in statuses] == [("cache", True)] * 4
-    assert sorted(p.name for p in (tmp_path / "cache" / "mnist").iterdir()) == sorted(
-        s + ".gz" for s in STEMS.values())
-    dataset = load("mnist")
-    assert dataset.source == str(tmp_path / "cache" / "mnist")
-    for role in ROLES:
-        np.testing.assert_array_equal(getattr(dataset, role.replace("-", "_")), arrays[role])
-
-
-def test_load_downloads_only_what_is_missing(tmp_path, monkeypatch, mirror):
-    serve_mnist_fixture(tmp_path, monkeypatch, [mirror], marker=2)
-    write_dataset(tmp_path / "d", marker=3, roles=ROLES[:2])
-    dataset = load("mnist", tmp_path / "d")
-    assert set(dataset.train_labels.tolist()) == {3}
-    assert sorted(p.name for p in (tmp_path / "cache" / "mnist").iterdir()) == [
-        "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
-
-
-def test_download_with_wrong_checksum_is_a_data_error_and_leaves_nothing(tmp_path, monkeypatch, mirror):
-    serve_mnist_fixture(tmp_path, monkeypatch, [mirror])
-    write_idx(tmp_path / "served" / "train-labels-idx1-ubyte.gz", np.zeros(6, np.uint8))  # not what was pinned
-    with pytest.raises(DataError) as info:
-        fetch("mnist")
-    message = str(info.value)
-    assert "\n" not in message
-    assert message.startswith("mnist: missing train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, "
-                              "t10k-labels-idx1-ubyte.gz (download failed:")
-    assert f"{mirror}train-labels-idx1-ubyte.gz: SHA-256 mismatch" in message
-    assert sorted(p.name for p in (tmp_path / "cache" / "mnist").iterdir()) == ["train-images-idx3-ubyte.gz"]
-
-
-def test_fetch_replaces_a_corrupt_cached_copy(tmp_path, monkeypatch, mirror):
-    arrays = serve_mnist_fixture(tmp_path, monkeypatch, [mirror])
-    write_dataset(tmp_path / "cache" / "mnist", marker=9)  # wrong content, unknown checksums
-    assert [s.verified for s in fetch("mnist")] == [True] * 4
-    np.testing.assert_array_equal(load("mnist").train_labels, arrays["train-labels"])
-
-
-# ---------------------------------------------------------------- checks on load
-
 @pytest.mark.parametrize("role, array, expected", [
     ("train-labels", np.zeros(5, np.uint8), "holds 6 images but {labels} holds 5 labels"),
     ("test-images", np.zeros((4, 28, 28), np.float32), "expected uint8 images of shape (N, 28, 28), found float32"),
@@ -341,19 +245,9 @@ def test_fashion_mnist_from_the_system_folder(monkeypatch):
 
 # ---------------------------------------------------------------- the CLI
 
-@pytest.fixture
-def cli():
-    from typer.testing import CliRunner
-
-    import optlab.cli.commands_data  # noqa: F401  (registers `optlab data`)
-    from optlab.cli.app import app
-
-    return lambda *args: CliRunner().invoke(app, list(map(str, args)), env={"COLUMNS": "250"})
-
-
-def test_cli_data_info_shows_every_file(tmp_path, cli):
+def test_cli_data_info_shows_every_file(tmp_path, data_cli):
     write_dataset(tmp_path / "d" / "mnist")
-    result = cli("data", "info", "--data-dir", tmp_path / "d")
+    result = data_cli("data", "info", "--data-dir", tmp_path / "d")
     assert result.exit_code == 0, result.output
     rows = [line for line in result.output.splitlines() if "-ubyte" in line]
     assert len(rows) == 8
@@ -361,20 +255,12 @@ def test_cli_data_info_shows_every_file(tmp_path, cli):
     assert sum(str(tmp_path / "d" / "mnist") in r and "data-dir" in r and "NO" in r for r in rows) == 4
 
 
-def test_cli_data_fetch_downloads_and_shows_the_table(tmp_path, monkeypatch, mirror, cli):
-    serve_mnist_fixture(tmp_path, monkeypatch, [mirror])
-    result = cli("data", "fetch", "mnist")
-    assert result.exit_code == 0, result.output
-    rows = [line for line in result.output.splitlines() if "-ubyte" in line]
-    assert len(rows) == 4 and all("cache" in r and "yes" in r for r in rows)
-
-
 @pytest.mark.parametrize("args, expected", [
     (["data", "fetch", "mnsit"], "error: unknown dataset 'mnsit'; did you mean 'mnist'?"),
     (["data", "fetch", "mnist"], "error: mnist: missing train-images-idx3-ubyte.gz"),
 ])
-def test_cli_errors_are_one_line_and_exit_2(cli, args, expected):
-    result = cli(*args)
+def test_cli_errors_are_one_line_and_exit_2(data_cli, args, expected):
+    result = data_cli(*args)
     assert result.exit_code == 2
     assert result.output.count("\n") == 1
     assert result.output.startswith(expected)
@@ -398,41 +284,10 @@ def test_an_empty_split_is_a_data_error_naming_the_file(tmp_path, split):
         load("mnist", tmp_path / "d")
 
 
-def test_an_empty_test_split_stops_a_run_with_one_line_not_a_division_by_zero(tmp_path, cli):
+def test_an_empty_test_split_stops_a_run_with_one_line_not_a_division_by_zero(tmp_path, data_cli):
     write_dataset(tmp_path / "d", n_test=0)
-    result = cli("run", "mnist", "--data-dir", tmp_path / "d", "--epochs", "1", "--batch-size", "2",
-                 "--out", tmp_path / "out")
+    result = data_cli("run", "mnist", "--data-dir", tmp_path / "d", "--epochs", "1", "--batch-size", "2",
+                      "--out", tmp_path / "out")
     assert result.exit_code == 2, result.output
     assert result.output == f"error: {tmp_path / 'd' / 't10k-images-idx3-ubyte.gz'}: the test split holds 0 images; " \
                             "it needs at least one\n"
-
-
-def _plant(path: Path, kind: str) -> None:
-    path.unlink()
-    if kind == "folder":
-        path.mkdir()
-    elif kind == "broken symlink":
-        path.symlink_to(path.parent / "gone.gz")
-    else:
-        os.mkfifo(path)
-
-
-@pytest.mark.parametrize("kind, problem", [("folder", "is a folder"),
-                                           ("broken symlink", "is a broken symbolic link (to "),
-                                           ("fifo", "is not a regular file")])
-def test_a_bad_entry_in_place_of_a_file_is_named_instead_of_downloading(tmp_path, monkeypatch, mirror, cli,
-                                                                         kind, problem):
-    serve_mnist_fixture(tmp_path, monkeypatch, [mirror])  # a download would succeed: it must not be tried
-    write_dataset(tmp_path / "d")
-    bad = tmp_path / "d" / "t10k-labels-idx1-ubyte.gz"
-    _plant(bad, kind)
-    with pytest.raises(DataError) as info:
-        load("mnist", tmp_path / "d")
-    assert str(info.value).startswith(f"{bad} {problem}") and "\n" not in str(info.value)
-    assert "mnist test-labels file; remove it or put the file there" in str(info.value)
-    assert not (tmp_path / "cache").exists()
-    for command in (["data", "info"], ["data", "fetch", "mnist"]):
-        result = cli(*command, "--data-dir", tmp_path / "d")
-        assert result.exit_code == 2 and result.output.count("\n") == 1, result.output
-        assert result.output.startswith(f"error: {bad} {problem}")
-    assert not (tmp_path / "cache").exists()
