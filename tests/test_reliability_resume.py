@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from optlab import config, results
 from optlab.cli import app
 from optlab.core import devices
-from optlab.data import datasets
+from optlab.data import datasets, download
 from optlab.errors import DataError, Interrupted
 from optlab.experiments import _classify_train
 from optlab.runs import resolve, runner
@@ -62,13 +62,13 @@ def no_outside_data(tmp_path_factory):
     """Only the folders a test names are searched: no $OPTLAB_DATA, an empty cache, no downloads."""
     empty = tmp_path_factory.mktemp("empty-cache")
 
-    def no_download(spec, roles):
-        raise DataError(datasets._where_to_put(spec, roles, "downloads are off in these tests"))
+    def no_download(spec, roles, cache, env_var):
+        raise DataError(download._where_to_put(spec, roles, cache, env_var, "downloads are off in these tests"))
 
     with pytest.MonkeyPatch.context() as patch:
         patch.delenv(datasets.ENV_VAR, raising=False)
         patch.setattr(datasets, "cache_root", lambda: empty)
-        patch.setattr(datasets, "_download", no_download)
+        patch.setattr(datasets, "download", no_download)
         yield
 
 
