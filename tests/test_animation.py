@@ -165,3 +165,18 @@ def test_a_sweep_refuses_animate_in_one_line(tmp_path: Path, how):
     else:
         assert "animate is for single runs" in result.output and len(result.output.strip().splitlines()) == 1
         assert not list(tmp_path.rglob("*.gif"))
+
+
+def test_the_frames_share_one_palette_and_keep_every_colour_of_the_last():
+    """Frames of up to 256 colours, all of them in the last frame: one palette for all, and each frame's
+    pixels come back exactly (no dithering)."""
+    rng = np.random.default_rng(0)
+    colours = rng.integers(0, 256, (200, 3), dtype=np.uint8)
+    last = colours[rng.permutation(np.arange(64 * 64) % 200)].reshape(64, 64, 3)
+    earlier = [colours[rng.integers(0, 200, (64, 64))] for _ in range(3)]
+    frames = [Image.fromarray(a).convert("RGBA") for a in [*earlier, last]]
+    mapped = animation.shared_palette(frames)
+    assert all(f.mode == "P" for f in mapped)
+    assert len({bytes(f.getpalette()) for f in mapped}) == 1
+    for image, source in zip(mapped, [*earlier, last]):
+        np.testing.assert_array_equal(np.asarray(image.convert("RGB")), source)

@@ -17,6 +17,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from optlab.problems import noise
 from optlab.problems.activations import ACTIVATIONS
 from optlab.problems.inits import INITS, InitStd  # noqa: F401  (mlp.INITS: the registry lives in inits.py)
 from optlab.problems.losses import LOSSES
@@ -97,7 +98,7 @@ def outputs(params, batch, key, *, input_noise=0.0, dropout: float = 0.0, model:
     x = pixels(images)
     noise_key, dropout_key = jax.random.split(key)
     if not _is_zero(input_noise):
-        x = x + input_noise * jax.random.normal(noise_key, x.shape, x.dtype)
+        x = x + input_noise * noise.normal(noise_key, x.shape, x.dtype)
     logits, hidden = forward(params, x, dropout, dropout_key, model=model, activation=activation)
     return logits, [x, *hidden]
 
