@@ -12,6 +12,11 @@ Each variant compiles in a warm-up epoch; then `--repeats` × `--epochs` epochs 
 (who goes first rotating), and reported are the median epoch times and the medians of slot-by-slot ratios.
 `noise_share` is (noisy − clean) / noisy: the fraction of the default epoch that the noise costs.
 
+Beside the epochs, an epoch's draws alone (one jitted lax.scan of 600 draws of 100 × 784, summed) are timed
+round-robin with them, for three generators: `jax.random.normal` (what optlab drew before), optlab's
+`noise.normal` (four 16-bit quantiles per threefry hash), and the threefry hashes `noise.normal` needs with
+no normal made of them — the floor for any threefry-based draw at 16 bits a number.
+
     python benchmarks/noise_speed.py                    # 60,000 images
     python benchmarks/noise_speed.py --n-train 10000 --epochs 3 --repeats 2
 """
@@ -20,16 +25,39 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+from jax.extend.random import threefry_2x32
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from epoch_speed import SIZES, fused_variant, optlab_variant, timed  # noqa: E402
-from optlab.problems import mlp  # noqa: E402
+from optlab.problems import mlp, noise  # noqa: E402
+
+
+def draws_epoch(draw, steps: int, shape: tuple[int, int]):
+    """One epoch's draws alone: `steps` draws of `shape` in one lax.scan, each reduced so none is elided."""
+
+    @jax.jit
+    def epoch(key):
+        def body(total, k):
+            return total + draw(k, shape).sum(), None
+
+        return jax.lax.scan(body, jnp.float32(0), jax.random.split(key, steps))[0]
+
+    key = jax.random.key(0)
+    return lambda: epoch(key).block_until_ready()
+
+
+def threefry_hashes_only(key, shape):
+    """The threefry words noise.normal draws for `shape`, turned into floats but into no normal."""
+    words = threefry_2x32(jax.random.key_data(key), jax.lax.iota(jnp.uint32, -(-math.prod(shape) // 2)))
+    return (words >> 16).astype(jnp.float32) + (words & 0xFFFF).astype(jnp.float32)
 
 
 def main() -> None:
@@ -58,6 +86,12 @@ def main() -> None:
                                 input_noise=args.sigma)[0],
         "clean": optlab_variant(*common, fresh_params(), args.n_train, args.batch_size, 1e-3, total, args.seed)[0],
         "fused": fused_variant(*common, fresh_params(), args.n_train, args.batch_size, 1e-3, args.seed),
+    }
+    steps, draw_shape = args.n_train // args.batch_size, (args.batch_size, 784)
+    variants |= {
+        "draws_jax_random_normal": draws_epoch(jax.random.normal, steps, draw_shape),
+        "draws_optlab_noise_normal": draws_epoch(noise.normal, steps, draw_shape),
+        "draws_threefry_hashes_only": draws_epoch(threefry_hashes_only, steps, draw_shape),
     }
     first = {name: timed(run)[0] for name, run in variants.items()}  # compiles
     times: dict[str, list[float]] = {name: [] for name in variants}
@@ -92,6 +126,8 @@ def main() -> None:
         "ratio_clean_over_fused": round(paired("clean", "fused"), 3),
         "ratio_noisy_over_clean": round(paired("noisy", "clean"), 3),
         "noise_share_of_noisy_epoch": round(noise_share, 3),
+        "draws_share_of_clean_epoch": {name.removeprefix("draws_"): round(paired(name, "clean"), 3)
+                                       for name in variants if name.startswith("draws_")},
         "bar_noisy_within_15pct_of_fused": paired("noisy", "fused") <= 1.15,
         "bar_noise_at_most_10pct_of_epoch": noise_share <= 0.10,
     }

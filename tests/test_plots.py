@@ -188,3 +188,52 @@ def test_writes_into_missing_parent_folder(tmp_path):
 def test_landscape_rejects_empty_bounds(tmp_path):
     with pytest.raises(ValueError, match="min < max"):
         plots.landscape(tmp_path / "b.png", bowl, [], bounds=(1, 1, -1, 1))
+
+
+def test_log_labels_are_matplotlibs_own_in_unicode():
+    """The labels matplotlib's LogFormatterSciNotation gives (mathtext), rewritten: decades, multiples of
+    decades (minor ticks), and a form we do not rewrite (a fractional exponent) left as it was."""
+    from matplotlib.ticker import LogFormatterSciNotation
+
+    from optlab.plots._base import UnicodeLogFormatter, new_figure, unicode_of
+
+    fig = new_figure(3, 3)
+    ax = fig.add_subplot()
+    ax.set_yscale("log")
+    ax.set_ylim(1.5e-3, 2.5e-3)  # under 0.4 of a decade: matplotlib labels every minor tick
+
+    def labels(formatter):
+        formatter.set_axis(ax.yaxis)
+        formatter.set_locs([2e-3])
+        return [formatter(v) for v in (1e-3, 1.0, 10.0, 2e-3, 5e12)]
+
+    assert labels(LogFormatterSciNotation(labelOnlyBase=False)) == [
+        r"$\mathdefault{10^{-3}}$", r"$\mathdefault{10^{0}}$", r"$\mathdefault{10^{1}}$",
+        r"$\mathdefault{2\times10^{-3}}$", r"$\mathdefault{5\times10^{12}}$"]
+    assert labels(UnicodeLogFormatter(labelOnlyBase=False)) == ["10⁻³", "10⁰", "10¹", "2×10⁻³", "5×10¹²"]
+    assert unicode_of(r"$\mathdefault{10^{-2.50}}$") == r"$\mathdefault{10^{-2.50}}$"
+    assert unicode_of("0.5") == "0.5"
+
+
+def test_saved_figures_never_start_mathtext(tmp_path, monkeypatch):
+    """Log axes, a LogNorm colour bar and an inset colour bar are written with no mathtext parsed at all,
+    and their labels are the Unicode ones."""
+    import matplotlib.mathtext
+    from matplotlib.colors import LogNorm
+
+    from optlab.plots._base import new_figure, save
+
+    def refuse(self, text, *args, **kwargs):
+        raise AssertionError(f"mathtext parsed: {text!r}")
+
+    monkeypatch.setattr(matplotlib.mathtext.MathTextParser, "parse", refuse)
+    fig = new_figure(6, 4)
+    ax, heat = fig.subplots(1, 2)
+    ax.plot(np.arange(1, 50), np.geomspace(1e-4, 3.0, 49))
+    ax.set_yscale("log")
+    image = heat.imshow(np.geomspace(1e-3, 1e2, 16).reshape(4, 4), norm=LogNorm())
+    fig.colorbar(image, ax=heat)
+    fig.colorbar(image, cax=heat.inset_axes([1.3, 0, 0.05, 1]))
+    read_png(save(fig, tmp_path / "log.png"))
+    labels = [t.get_text() for a in fig.axes + heat.child_axes for t in a.get_yticklabels() if t.get_text()]
+    assert "10⁻²" in labels and not any("$" in label for label in labels), labels

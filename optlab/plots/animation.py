@@ -1,9 +1,10 @@
 """Animated trajectories: iterates moving over the tiny landscape, their loss curves filling in beside it.
 
-`race` draws one or more 2-weight trajectories as a GIF (matplotlib's FuncAnimation through Pillow, no
-ffmpeg): each run is a marker that moves step by step over the log-spaced contours, trailing its path,
-while the gap C − C* per step fills in on a log axis on the right. Runs of different lengths share one
-clock (the step): a run that stopped early (diverged, or fewer steps) waits at its last iterate.
+`race` draws one or more 2-weight trajectories as a GIF (frames blitted on matplotlib's Agg canvas and
+encoded by Pillow in one palette; no ffmpeg): each run is a marker that moves step by step over the
+log-spaced contours, trailing its path, while the gap C − C* per step fills in on a log axis on the right.
+Runs of different lengths share one clock (the step): a run that stopped early (diverged, or fewer steps)
+waits at its last iterate.
 
 Long histories are subsampled evenly to at most `max_frames` frames, always keeping the first and the
 last iterate (`frame_steps`), so a 100,000-step run costs what a 100-step one does. The figure has a
@@ -23,15 +24,14 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
-from matplotlib.animation import FuncAnimation, PillowWriter
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import BoundaryNorm
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import LogFormatterSciNotation, LogLocator
+from matplotlib.ticker import LogLocator
 from PIL import Image
 
-from optlab.plots._base import floats, masked
+from optlab.plots._base import UnicodeLogFormatter, floats, masked, plain_log_labels
 from optlab.plots.training import _CRITICAL_STYLE, HALO, _clean_trajectory, _landscape_bounds, _log_levels
 from optlab.results import write_atomic
 
@@ -69,21 +69,15 @@ def _kept(length: int, steps: np.ndarray) -> np.ndarray:
 
 
 class Scene(NamedTuple):
-    """The animation's figure before any frame is drawn: `update(i)` moves everything to frame i."""
+    """The animation's figure: `update(i)` moves everything to frame i, `frame(i)` also draws it and
+    returns its pixels (height × width × RGB, uint8)."""
 
     fig: Figure
     landscape: Any  # the landscape's Axes (data coordinates w1, w2)
     loss: Any  # the loss panel's Axes, or None
     steps: np.ndarray  # the step shown in each frame
     update: Callable[[int], list]
-
-
-class _Canvas(FigureCanvasAgg):
-    """An Agg canvas that ignores `draw_idle`: FuncAnimation asks for one after every frame it
-    updates, and PillowWriter then draws the frame again anyway: this halves the drawing."""
-
-    def draw_idle(self, *args: Any, **kwargs: Any) -> None:
-        pass
+    frame: Callable[[int], np.ndarray]
 
 
 def _marker_colour(i: int) -> str:
@@ -112,7 +106,6 @@ def scene(loss_grid: Callable[[np.ndarray, np.ndarray], np.ndarray], racers: Seq
     side = height * 0.78 / ratio  # the landscape axes' width for an equal aspect at 78% of the height
     width = side + 1.1 + (4.2 if with_loss else 0.0)
     fig = Figure(figsize=(width, height), dpi=dpi, facecolor="white")
-    _Canvas(fig)
     left, bottom = 0.75 / width, 0.12
     ax = fig.add_axes((left, bottom, side / width, 0.78))
 
@@ -131,7 +124,7 @@ def scene(loss_grid: Callable[[np.ndarray, np.ndarray], np.ndarray], racers: Seq
         style = _CRITICAL_STYLE.get(kind, dict(marker="D", s=70, c="white", edgecolors="black"))
         xy = np.array([p for k, p in critical_points if k == kind], dtype=float).reshape(-1, 2)
         criticals.append(ax.scatter(xy[:, 0], xy[:, 1], zorder=5, label=kind, **{**style, "s": style["s"] * 0.6}))
-    ax.set(xlim=bounds[:2], ylim=bounds[2:], xlabel="$w_1$", ylabel="$w_2$")
+    ax.set(xlim=bounds[:2], ylim=bounds[2:], xlabel="w₁", ylabel="w₂")
 
     trails, heads, handles, start_rings = [], [], [], []
     for i, (racer, t) in enumerate(zip(racers, paths)):
@@ -157,7 +150,7 @@ def scene(loss_grid: Callable[[np.ndarray, np.ndarray], np.ndarray], racers: Seq
         lx.set(yscale="log", xlim=(0, max(length - 1, 1)), ylim=(lo / 3, hi * 3), xlabel="step",
                ylabel=f"C − C* (C* = {minimum_loss:.4g})")
         lx.yaxis.set_major_locator(LogLocator())
-        lx.yaxis.set_major_formatter(LogFormatterSciNotation())
+        lx.yaxis.set_major_formatter(UnicodeLogFormatter())
         lx.grid(True, alpha=0.3)
         for i, g in enumerate(gaps):
             curve, = lx.plot([], [], "-", color=_marker_colour(i), lw=1.6)
@@ -184,20 +177,24 @@ def scene(loss_grid: Callable[[np.ndarray, np.ndarray], np.ndarray], racers: Seq
         heading.set_text(f"{title + ': ' if title else ''}step {step:,} of {length - 1:,}")
         return [*trails, *heads, *(c for c, _ in curves), *dots, heading]
 
-    # What never changes (the bands, contours, ticks, labels, legend) is drawn once, into a picture
-    # of the whole figure that every frame starts from; then only the moving parts and a few markers
-    # that must stay on top of the trails are drawn per frame (100 frames: 2.5 s instead of 8.7 s).
-    moving = {*trails, *heads, *(c for c, _ in curves), *dots, heading}
-    on_top = {*criticals, *start_rings}
-    fig.canvas.draw()
-    background = np.asarray(fig.canvas.buffer_rgba()).copy()
-    for axes in filter(None, (ax, lx)):
-        for artist in axes.get_children():
-            if artist not in moving and artist not in on_top:
-                artist.set_visible(False)
-    fig.figimage(background, zorder=-1, origin="upper")
-    update(0)
-    return Scene(fig, ax, lx, steps, update)
+    # What never changes (the bands, contours, ticks, labels, legend) is drawn once and kept as pixels;
+    # a frame restores them and draws over them only the moving parts and the markers that must stay on
+    # top of the trails, in z-order (matplotlib's blitting: 100 frames in 0.4 s instead of 2.5 s).
+    moving = [*trails, *heads, *(c for c, _ in curves), *dots, heading]
+    per_frame = sorted([*moving, *criticals, *start_rings], key=lambda artist: artist.get_zorder())
+    plain_log_labels(fig)
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()  # the moving parts are still empty
+    background = canvas.copy_from_bbox(fig.bbox)
+
+    def frame(i: int) -> np.ndarray:
+        update(i)
+        canvas.restore_region(background)
+        for artist in per_frame:
+            (artist.axes or fig).draw_artist(artist)
+        return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+    return Scene(fig, ax, lx, steps, update, frame)
 
 
 def race(path: str | Path, loss_grid: Callable[[np.ndarray, np.ndarray], np.ndarray], racers: Sequence[Racer],
@@ -207,26 +204,12 @@ def race(path: str | Path, loss_grid: Callable[[np.ndarray, np.ndarray], np.ndar
     path = Path(path)
     sc = scene(loss_grid, racers, critical_points, minimum_loss=minimum_loss, title=title,
                max_frames=max_frames, dpi=dpi)
-    anim = FuncAnimation(sc.fig, sc.update, frames=len(sc.steps), blit=False, repeat=False, cache_frame_data=False)
+    frames = shared_palette([Image.fromarray(sc.frame(i)) for i in range(len(sc.steps))])
+    buf = io.BytesIO()
+    frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], duration=int(1000 / fps), loop=0)
     path.parent.mkdir(parents=True, exist_ok=True)
-    writer = _GifBytes(fps=fps)
-    anim.save(path, writer=writer, dpi=dpi)  # the writer keeps the GIF in memory: nothing is written here
-    write_atomic(path, writer.data)
+    write_atomic(path, buf.getvalue())
     return {"frames": int(len(sc.steps)), "fps": int(fps), "frame_steps": [int(s) for s in sc.steps]}
-
-
-class _GifBytes(PillowWriter):
-    """PillowWriter that encodes the GIF into `data` instead of its file, for `write_atomic` to put in place:
-    no half-written GIF, and no temporary file of its own to leave behind if the run is killed."""
-
-    data: bytes = b""
-
-    def finish(self) -> None:
-        frames = shared_palette(self._frames)
-        buf = io.BytesIO()
-        frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:],
-                       duration=int(1000 / self.fps), loop=0)
-        self.data = buf.getvalue()
 
 
 def shared_palette(frames: Sequence[Image.Image]) -> list[Image.Image]:

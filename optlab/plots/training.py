@@ -11,9 +11,9 @@ import numpy as np
 from matplotlib import patheffects
 from matplotlib.colors import LogNorm
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FuncFormatter, LogFormatterSciNotation, LogLocator
+from matplotlib.ticker import FuncFormatter, LogLocator
 
-from optlab.plots._base import Curve, floats, masked, new_figure, save
+from optlab.plots._base import Curve, UnicodeLogFormatter, floats, masked, new_figure, save
 
 # A white halo keeps lines and markers readable on any part of a colour map.
 HALO = [patheffects.withStroke(linewidth=2.6, foreground="white")]
@@ -87,7 +87,7 @@ def landscape(path: str | Path, loss_grid: Callable[[np.ndarray, np.ndarray], np
     ax.contour(w1, w2, z, levels=levels[::3], colors="black", linewidths=0.5, alpha=0.35)
     # An inset colourbar is exactly as tall as the equal-aspect axes, whatever the bounds.
     bar = fig.colorbar(filled, cax=ax.inset_axes([1.04, 0.0, 0.045, 1.0]), label="loss (log scale)")
-    bar.locator, bar.formatter = LogLocator(), LogFormatterSciNotation()  # decades, not level edges
+    bar.locator, bar.formatter = LogLocator(), UnicodeLogFormatter()  # decades, not level edges
 
     handles: list[Any] = []
     for i, ((label, _), traj) in enumerate(zip(trajectories, raw)):
@@ -111,7 +111,7 @@ def landscape(path: str | Path, loss_grid: Callable[[np.ndarray, np.ndarray], np
         xy = np.array([p for k, p in critical_points if k == kind], dtype=float).reshape(-1, 2)
         handles.append(ax.scatter(xy[:, 0], xy[:, 1], zorder=5, label=kind, **style))
 
-    ax.set(xlim=bounds[:2], ylim=bounds[2:], xlabel="$w_1$", ylabel="$w_2$", title=title or "loss landscape")
+    ax.set(xlim=bounds[:2], ylim=bounds[2:], xlabel="w₁", ylabel="w₂", title=title or "loss landscape")
     ax.set_aspect("equal")
     if handles:
         ax.legend(handles=handles, loc="best", fontsize="small", framealpha=0.85)
@@ -283,7 +283,7 @@ def sparsity(path: str | Path, activity: Sequence[np.ndarray], dead: Sequence[in
                label="never active (0)")
         n_dead = int(dead[k]) if k < len(dead) else zero
         ax.set(title=f"layer {k + 1}: {n_dead} dead of {frac.size} units", xlim=(-0.07, 1.02),
-               xlabel="fraction of test inputs with $h_i > 0$")
+               xlabel="fraction of test inputs with hᵢ > 0")
         ax.grid(True, axis="y", alpha=0.3)
     axes[0].set_ylabel("units")
     if layers:
