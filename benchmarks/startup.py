@@ -2,16 +2,19 @@
 
     python3 benchmarks/startup.py [--repeats 7]
 
-Each command runs in a fresh interpreter `--repeats` times; the median wall time is reported with
-its ratio to the baselines measured in the same run (a two-command Typer app's `--help`, and
-`import typer, rich, matplotlib.pyplot`), because absolute seconds on a shared machine are noise.
-`compare` reads three tiny runs made first in a temporary folder. Prints one JSON object.
+Each command runs in a fresh interpreter `--repeats` times, round-robin with the baselines (a two-command
+Typer app's `--help`, and `import typer, rich, matplotlib.pyplot`); reported are the median wall times and
+the medians of each round's ratio to a baseline, because absolute seconds on a shared machine are noise.
+`compare` reads three tiny runs made first in a temporary folder. Each command runs once untimed first, with
+Python's bytecode cache allowed (PYTHONDONTWRITEBYTECODE removed from its environment), so optlab's modules
+load from bytecode as the libraries' do (pip compiles an installed optlab's). Prints one JSON object.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -30,13 +33,13 @@ app()
 """
 
 
-def median_seconds(argv: list[str], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        subprocess.run(argv, capture_output=True, check=True)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+ENV = {name: value for name, value in os.environ.items() if name != "PYTHONDONTWRITEBYTECODE"}
+
+
+def seconds(argv: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(argv, capture_output=True, check=True, env=ENV)
+    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -49,9 +52,11 @@ def main() -> None:
         for lr in ("0.1", "0.25", "0.35"):
             subprocess.run([*optlab, "run", "tiny", "--lr", lr, "--steps", "20", "--out", str(results), "-q"],
                            capture_output=True, check=True)
-        typer_help = median_seconds([sys.executable, "-c", MINIMAL_APP, "--help"], args.repeats)
-        libraries = median_seconds([sys.executable, "-c", "import typer, rich, matplotlib.pyplot"], args.repeats)
-        commands = {
+        baselines = {
+            "minimal typer --help": [sys.executable, "-c", MINIMAL_APP, "--help"],
+            "import typer, rich, matplotlib": [sys.executable, "-c", "import typer, rich, matplotlib.pyplot"],
+        }
+        commands = {name: [*optlab, *argv] for name, argv in {
             "optlab --help": ["--help"],
             "optlab run --help": ["run", "--help"],
             "optlab list": ["list"],
@@ -59,15 +64,25 @@ def main() -> None:
             "optlab compare --no-figures": ["compare", str(results), "--no-figures"],
             "optlab compare": ["compare", str(results), "--out", str(Path(tmp) / "figures")],
             "optlab report": ["report", str(results), "--out", str(Path(tmp) / "report.html")],
-        }
-        seconds = {name: median_seconds([*optlab, *argv], args.repeats) for name, argv in commands.items()}
+        }.items()}
+        everything = {**baselines, **commands}
+        for argv in everything.values():
+            seconds(argv)  # warm: bytecode written, files in the page cache
+        times: dict[str, list[float]] = {name: [] for name in everything}
+        for _ in range(args.repeats):  # round-robin, so that a slow spell of the machine hits every command
+            for name, argv in everything.items():
+                times[name].append(seconds(argv))
+
+    def ratios(baseline: str) -> dict[str, float]:
+        return {name: round(statistics.median(t / b for t, b in zip(times[name], times[baseline])), 2)
+                for name in commands}
+
     print(json.dumps({
         "repeats": args.repeats,
-        "baseline_s": {"minimal typer --help": round(typer_help, 3),
-                       "import typer, rich, matplotlib": round(libraries, 3)},
-        "seconds": {k: round(v, 3) for k, v in seconds.items()},
-        "ratio_to_minimal_typer_help": {k: round(v / typer_help, 2) for k, v in seconds.items()},
-        "ratio_to_importing_typer_rich_matplotlib": {k: round(v / libraries, 2) for k, v in seconds.items()},
+        "baseline_s": {name: round(statistics.median(times[name]), 3) for name in baselines},
+        "seconds": {name: round(statistics.median(times[name]), 3) for name in commands},
+        "ratio_to_minimal_typer_help": ratios("minimal typer --help"),
+        "ratio_to_importing_typer_rich_matplotlib": ratios("import typer, rich, matplotlib"),
     }, indent=1))
 
 

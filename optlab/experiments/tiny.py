@@ -26,7 +26,7 @@ from optlab.problems import tiny
 CONVERGED_GRAD_NORM = 1e-6
 DIVERGED_FACTOR = 1e8  # a loss this many times the starting loss has blown up, finite or not
 OSCILLATION_WINDOW = 10  # updates inspected at the end of a run for a back-and-forth bounce
-MAX_RACERS = 20  # runs raced in compare's GIF: each costs its share of every frame (100 runs: 17 s, 4 MB)
+MAX_RACERS = 20  # runs raced in compare's GIF: each costs its share of every frame (100 runs of 100 steps: 6 s, 0.6 MB)
 
 
 def prepare(cfg):
