@@ -77,9 +77,10 @@ def loss(params, batch, key, *, input_noise=0.0, dropout: float = 0.0, weight_de
     """The mean of the objective over the batch (cross-entropy from the logits, stably, by default), plus
     (λ/2)‖W‖² over every layer's `w`.
 
-    In training, N(0, input_noise²) is added to the scaled pixels and hidden units are
-    dropped with probability `dropout`. A term given as the Python number 0 is left out of
-    the program; `input_noise` and `weight_decay` may also be traced arrays (a sweep's lanes).
+    In training, N(0, input_noise²) is added to the scaled pixels (optlab.problems.noise: the normal
+    quantised to 2¹⁶ levels) and hidden units are dropped with probability `dropout`. A term given as
+    the Python number 0 is left out of the program; `input_noise` and `weight_decay` may also be traced
+    arrays (a sweep's lanes).
     """
     logits, _ = outputs(params, batch, key, input_noise=input_noise, dropout=dropout, model=model,
                         activation=activation)
