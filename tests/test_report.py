@@ -236,3 +236,22 @@ def test_the_real_runner_has_the_signature_reproduce_calls() -> None:
         pytest.skip("optlab.runs.runner has no run_file yet")
     params = list(inspect.signature(runner.run_file).parameters)
     assert params[:3] == ["path", "results_root", "quiet"]
+
+
+def test_legend_labels_add_only_the_keys_that_tell_runs_apart_and_folder_names_for_twins():
+    """Two runs that differ in momentum only gain `momentum=`; two of the very same settings (a single run
+    and a sweep's lane) gain their folders' names instead of every key of their config; a lone run gains
+    nothing."""
+    from optlab.reporting.compare import Row, Run
+    from optlab.reporting.report import labels
+
+    base = {"optimizer": "momentum", "lr": 0.05, "lr_schedule": "constant", "steps": 20, "seed": 0,
+            "start": [0.5, 1.5], "grad_noise": 0.0, "momentum": 0.9}
+
+    def row(folder: str, **changes) -> Row:
+        return Row(values={}, runs=[Run(Path("results") / folder, {"config": {**base, **changes}})])
+
+    rows = [row("a", momentum=0.5), row("b"), row("single", lr=0.25), row("001-tiny-lr0.25", lr=0.25),
+            row("lone", optimizer="adam")]
+    assert labels(rows) == ["momentum lr=0.05 momentum=0.5", "momentum lr=0.05 momentum=0.9",
+                            "momentum lr=0.25 (single)", "momentum lr=0.25 (001-tiny-lr0.25)", "adam lr=0.05"]

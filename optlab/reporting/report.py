@@ -19,6 +19,7 @@ import os
 import re
 import time
 import warnings
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -60,7 +61,8 @@ def _series(run: Run, x_key: str, y_key: str) -> tuple[np.ndarray, np.ndarray]:
 
 def labels(rows: Sequence[Row]) -> list[str]:
     """ "adam lr=0.001 anneal" per row; rows that would share a label gain the fewest config keys
-    that tell them apart ("momentum lr=0.05 grad_noise=0.3"), so a legend stays short but unambiguous."""
+    that tell them apart ("momentum lr=0.05 grad_noise=0.3"), so a legend stays short but unambiguous.
+    Runs of the very same settings are told apart by their folders' names ("gd lr=0.25 (single)")."""
     base = [_base_label(r.runs[0].record["config"]) for r in rows]
     extra: list[list[str]] = [[] for _ in rows]
     skip = {"optimizer", "lr", "lr_schedule", "experiment"} | (RUN_SPECIFIC_KEYS - {"seed"})
@@ -72,13 +74,21 @@ def labels(rows: Sequence[Row]) -> list[str]:
         candidates = sorted({k for c in configs for k in c} - skip,
                             key=lambda k: (-len({repr(c.get(k)) for c in configs}), k))
         chosen: list[str] = []
-        for key in candidates:  # greedy: the key with most distinct values first
-            if len({tuple(repr(c.get(k)) for k in chosen) for c in configs}) == len(configs):
+        for key in candidates:  # greedy: the key with most distinct values first, if it tells more apart
+            if len(set(_values(configs, chosen))) == len(configs):
                 break
-            chosen.append(key)
-        for i, c in zip(clash, configs):
+            if len(set(_values(configs, [*chosen, key]))) > len(set(_values(configs, chosen))):
+                chosen.append(key)
+        same = Counter(_values(configs, chosen))
+        for i, c, v in zip(clash, configs, _values(configs, chosen)):
             extra[i] = [f"{k}={_short(c.get(k))}" for k in chosen]
+            if same[v] > 1:
+                extra[i].append(f"({rows[i].runs[0].path.name})")
     return [" ".join([b, *e] + ([f"(n={r.n})"] if r.grouped else [])) for b, e, r in zip(base, extra, rows)]
+
+
+def _values(configs: Sequence[dict], keys: Sequence[str]) -> list[tuple[str, ...]]:
+    return [tuple(repr(c.get(k)) for k in keys) for c in configs]
 
 
 def _base_label(cfg: dict) -> str:
