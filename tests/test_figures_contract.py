@@ -87,8 +87,6 @@ def test_a_run_shorter_than_the_snapshot_epochs_lists_only_its_own(data_dir, tmp
     assert figures["weights"]["epochs"] == drawn[0] == [1, 2, 3]
 
 
-
-
 class SchemaOnStart:
     """Notes the schema of metrics.json when the resumed job starts: resume's first write is already done."""
 

@@ -32,8 +32,6 @@ sys.meta_path.insert(0, Refuse())
 """
 
 
-
-
 @pytest.fixture
 def blocked_env(tmp_path: Path) -> dict:
     (tmp_path / "blocker").mkdir()

@@ -1,4 +1,5 @@
-"""Commands that do not train never import JAX: they run with jax, jaxlib and optax unimportable.
+"""Commands that do not train never import JAX: they run with jax, jaxlib and optax unimportable; nor does
+`import optlab` with its decorators.
 
 Each command runs in a fresh interpreter whose import system refuses those packages, so any
 import of them — at module level or inside a function on the command's path — fails the test.
@@ -6,12 +7,14 @@ import of them — at module level or inside a function on the command's path �
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+ROOT = Path(__file__).parents[1]
 BLOCKED = ("jax", "jaxlib", "optax")
 # A fresh interpreter in which importing a blocked package raises ImportError; then optlab's CLI.
 LAUNCH = f"""
@@ -68,3 +71,13 @@ def test_compare_and_report_run_without_jax(results, tmp_path):
     reported = without_jax("report", results, "--out", tmp_path / "report.html")
     assert reported.returncode == 0, reported.stderr
     assert "tiny-gd-s1" in (tmp_path / "report.html").read_text()
+
+
+def test_import_optlab_is_cheap_and_its_version_is_the_installed_one():
+    code = ("import sys, optlab; optlab.optimizer; optlab.schedule; optlab.experiment; optlab.init; "
+            "print(optlab.__version__, sorted(m for m in ('jax', 'optax') if m in sys.modules))")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    from importlib.metadata import version
+
+    assert out.stdout.split(" ", 1) == [version("optlab"), "[]\n"]

@@ -271,7 +271,6 @@ def test_the_entry_point_route(tmp_path, monkeypatch):
     sys.modules.pop("optlab_ep_demo", None)
 
 
-
 def test_resume_loads_the_recorded_plugins_and_refuses_a_changed_or_missing_one(example, tmp_path, write_run):
     run = write_run(tmp_path / "r", status="interrupted", environment={
         "backend": "cpu", "plugins": [{"path": str(example.resolve()), "sha256": plugins.sha256(example)}]})
@@ -288,8 +287,6 @@ def test_resume_loads_the_recorded_plugins_and_refuses_a_changed_or_missing_one(
     assert f"the run used plug-in {example.resolve()}, which no longer exists" in one_error_line(
         cli("run", "--resume", run))
     assert (run / "metrics.json").read_bytes() == before
-
-
 
 
 @pytest.mark.slow  # two short classifier runs on synthetic images: ~10 s
@@ -390,12 +387,3 @@ def test_environment_plugins_is_type_checked(write_run, tmp_path):
     record["environment"]["plugins"] = [{"path": "f.py", "sha256": "ab"}, {"name": "demo", "sha256": "cd"}]
     assert check_types(record) is None
 
-
-def test_import_optlab_is_cheap_and_its_version_is_the_installed_one():
-    code = ("import sys, optlab; optlab.optimizer; optlab.schedule; optlab.experiment; optlab.init; "
-            "print(optlab.__version__, sorted(m for m in ('jax', 'optax') if m in sys.modules))")
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    from importlib.metadata import version
-
-    assert out.stdout.split(" ", 1) == [version("optlab"), "[]\n"]

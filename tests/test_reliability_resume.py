@@ -30,8 +30,6 @@ from test_classify import BASE, write_fixture
 RUN = {**BASE, "hidden": "16", "epochs": "4", "checkpoint_every": "1"}  # 240 images, 12 steps an epoch
 
 
-
-
 def settings(**more) -> config.RunConfig:
     return resolve.resolve([config.Layer({**RUN, **{k: str(v) for k, v in more.items()}}, "flag")])
 

@@ -230,6 +230,7 @@ def test_cli_sweep_best_toml_reruns_to_the_same_numbers(tmp_path):
     again = results.read_metrics(Path(rerun.stdout.strip().splitlines()[-1]))
     best = results.read_metrics(sweep_dir / summary["best"])
     assert again["history"]["loss"] == best["history"]["loss"]
+
     def settings(record: dict) -> dict:
         return {k: v for k, v in record["config"].items() if k != "out"}
 

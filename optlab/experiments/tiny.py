@@ -47,7 +47,6 @@ def make_tx_for(cfg):
     return make_tx
 
 
-
 def hyperparams(cfg) -> dict:
     """The run's array-valued settings (float64, call under jax.enable_x64) and its uint32 seed."""
     import jax.numpy as jnp

@@ -18,7 +18,6 @@ ADAM_CLOSE = 1e-3  # C − C* below this counts as "at the minimum" for Adam's s
 TAIL = 20  # the last steps over which the noisy run's jitter is measured
 
 
-
 # ----------------------------------------------------------------------------- shared readings
 
 NEWTON, SADDLE, SFN = "tiny-newton", "tiny-newton-saddle", "tiny-saddle-free-newton"
