@@ -51,9 +51,9 @@ def update(loss: Loss, tx, params, opt_state, batch, key):
         return loss(p, batch, key)
 
     value, grads = jax.value_and_grad(value_fn)(params)
-    # value_fn (and the batch and key, for a network's split loss) are the extra arguments second-order
-    # methods need; optax's own ignore them.
-    updates, opt_state = tx.update(grads, opt_state, params, value_fn=value_fn, batch=batch, key=key)
+    # value (C(θ), already computed), value_fn (and the batch and key, for a network's split loss) are the
+    # extra arguments second-order methods need; optax's own ignore them.
+    updates, opt_state = tx.update(grads, opt_state, params, value=value, value_fn=value_fn, batch=batch, key=key)
     return optax.apply_updates(params, updates), opt_state, value, optax.tree_utils.tree_norm(grads)
 
 
@@ -128,7 +128,6 @@ def epoch_fn(loss: Loss, make_tx: MakeTx, n_train: int, batch_size: int,
         return TrainState(params, opt_state, key), jnp.mean(losses), current_lr(opt_state)
 
     return jax.jit(epoch, donate_argnums=0)
-
 
 
 def evaluate_in_chunks(totals: Callable, params, images, labels, chunk: int) -> Any:

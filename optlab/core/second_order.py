@@ -1,8 +1,9 @@
 """Second-order methods as optax transformations.
 
 They need more than the gradient: the loss itself, passed by the engine as the extra
-argument `value_fn` (a function params -> scalar loss on the current batch), as optax's
-own line searches do.
+argument `value_fn` (a function params -> scalar loss on the current batch), and its value at
+the current parameters as `value` (computed with the gradient; without it, `value_fn(params)`), as
+optax's own line searches do.
 
 - `newton` and `saddle_free_newton` form the dense Hessian, so they are for small problems
   only; `optlab.core.optimizers` refuses them on large ones before anything runs.
@@ -75,7 +76,7 @@ def _dense_second_order(name: str, absolute: bool, learning_rate, damping, line_
         del params
         return NewtonState(jnp.zeros([], jnp.int32), jnp.full([], -1, jnp.int32), jnp.zeros([], jnp.int32))
 
-    def update_fn(updates, state, params=None, *, value_fn: Callable, **extra):
+    def update_fn(updates, state, params=None, *, value_fn: Callable, value=None, **extra):
         del extra
         if params is None:
             raise ValueError(f"{name} needs the current params")
@@ -92,7 +93,8 @@ def _dense_second_order(name: str, absolute: bool, learning_rate, damping, line_
 
         def searched(step):
             fresh = search.init(params)  # the first trial is the full step η d, every step
-            return search.update(step, fresh, params, value=value_fn(params), grad=updates, value_fn=value_fn)[0]
+            current = value_fn(params) if value is None else value
+            return search.update(step, fresh, params, value=current, grad=updates, value_fn=value_fn)[0]
 
         # line_search is a traced boolean (inject_hyperparams): a cond, not a Python `if`
         step = jax.lax.cond(jnp.asarray(line_search, bool), searched, lambda step: step, step)
@@ -314,7 +316,7 @@ def hessian_free(learning_rate: float | jax.Array = 1.0, damping: float | jax.Ar
             return grad * grad
         return ravel_pytree(fisher_diagonal(network, params, batch, key))[0]
 
-    def update_fn(updates, state, params=None, *, value_fn: Callable, batch=None, key=None, **extra):
+    def update_fn(updates, state, params=None, *, value_fn: Callable, value=None, batch=None, key=None, **extra):
         del extra
         if params is None:
             raise ValueError("hessian-free needs the current params")
@@ -327,7 +329,7 @@ def hessian_free(learning_rate: float | jax.Array = 1.0, damping: float | jax.Ar
         eta = jnp.asarray(learning_rate, flat.dtype)
         p, f1, chosen = backtrack(path, lambda x: value_fn(unravel(flat + eta * x)))
         step = eta * p
-        f0 = value_fn(params)
+        f0 = value_fn(params) if value is None else value  # C(θ): the engine passes the one it computed
         model = jnp.vdot(grad, step) + 0.5 * jnp.vdot(step, b(step))
         rho = jnp.where(model < 0, (f1 - f0) / jnp.where(model < 0, model, -1.0), -jnp.inf)
         lam = jnp.where(rho > 0.75, lam * 2 / 3, jnp.where(rho < 0.25, lam * 1.5, lam))
