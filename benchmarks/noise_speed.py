@@ -4,21 +4,18 @@ hand-fused no-noise reference, as ratios; prints JSON.
 The variants are those of benchmarks/epoch_speed.py (the lecture network 784-225-225-10, Adam at η = 1e-3
 with the anneal schedule, minibatches of 100, synthetic MNIST-shaped uint8 data):
 
-  noisy        `optlab run mnist` as it runs by default: σ = 0.3, fresh N(0, σ²) per pixel per step
-  noisy_words  the same draws, bit for bit, made from the words of jax's own threefry_2x32 (optlab's
-               previous formula): what hashing each counter pair once in one 64-bit lane saves
-  clean        the same with `--input-noise 0`
-  fused        the hand-fused reference: one jitted lax.scan with optax.adam, no noise, nothing else
+  noisy   `optlab run mnist` as it runs by default: σ = 0.3, fresh N(0, σ²) per pixel per step
+  clean   the same with `--input-noise 0`
+  fused   the hand-fused reference: one jitted lax.scan with optax.adam, no noise, nothing else
 
 Each variant compiles in a warm-up epoch; then `--repeats` × `--epochs` epochs of each are timed round-robin
 (who goes first rotating), and reported are the median epoch times and the medians of slot-by-slot ratios.
 `noise_share` is (noisy − clean) / noisy: the fraction of the default epoch that the noise costs.
 
 Beside the epochs, an epoch's draws alone (one jitted lax.scan of 600 draws of 100 × 784, summed) are timed
-round-robin with them: `jax.random.normal` (what optlab drew first), optlab's `noise.normal` (four 16-bit
-quantiles per threefry hash), the same draws from jax's threefry_2x32 words, and those words alone, made
-into no normal. Alone, the draws do not tell what they cost an epoch: there XLA fuses them into the noisy
-input's computation, and the layout of the levels decides what that costs.
+round-robin with them, for three generators: `jax.random.normal` (what optlab drew before), optlab's
+`noise.normal` (four 16-bit quantiles per threefry hash), and the threefry hashes `noise.normal` needs with
+no normal made of them — the floor for any threefry-based draw at 16 bits a number.
 
     python benchmarks/noise_speed.py                    # 60,000 images
     python benchmarks/noise_speed.py --n-train 10000 --epochs 3 --repeats 2
@@ -57,24 +54,6 @@ def draws_epoch(draw, steps: int, shape: tuple[int, int]):
     return lambda: epoch(key).block_until_ready()
 
 
-def normal_from_jax_words(key, shape, dtype=jnp.float32):
-    """noise.normal's draws made as optlab first made them: threefry_2x32's words, each split in two."""
-    size = math.prod(shape)
-    words = threefry_2x32(jax.random.key_data(key), jax.lax.iota(jnp.uint32, -(-size // 2)))
-    levels = jnp.stack([words >> 16, words & 0xFFFF], axis=-1).reshape(-1)[:size]
-    return jnp.asarray(noise.quantiles())[levels.reshape(shape)].astype(dtype)
-
-
-def compiled_with(draw, run_epoch):
-    """`run_epoch`, compiled (by one call) while mlp's input noise is drawn by `draw` instead of noise.normal."""
-    saved, noise.normal = noise.normal, draw
-    try:
-        run_epoch()
-    finally:
-        noise.normal = saved
-    return run_epoch
-
-
 def threefry_hashes_only(key, shape):
     """The threefry words noise.normal draws for `shape`, turned into floats but into no normal."""
     words = threefry_2x32(jax.random.key_data(key), jax.lax.iota(jnp.uint32, -(-math.prod(shape) // 2)))
@@ -102,13 +81,9 @@ def main() -> None:
 
     total = 1 + args.epochs * args.repeats
     common = (images, labels)
-    def noisy():
-        return optlab_variant(*common, fresh_params(), args.n_train, args.batch_size, 1e-3, total + 1, args.seed,
-                              input_noise=args.sigma)[0]
-
     variants = {
-        "noisy": noisy(),
-        "noisy_words": compiled_with(normal_from_jax_words, noisy()),
+        "noisy": optlab_variant(*common, fresh_params(), args.n_train, args.batch_size, 1e-3, total, args.seed,
+                                input_noise=args.sigma)[0],
         "clean": optlab_variant(*common, fresh_params(), args.n_train, args.batch_size, 1e-3, total, args.seed)[0],
         "fused": fused_variant(*common, fresh_params(), args.n_train, args.batch_size, 1e-3, args.seed),
     }
@@ -116,7 +91,6 @@ def main() -> None:
     variants |= {
         "draws_jax_random_normal": draws_epoch(jax.random.normal, steps, draw_shape),
         "draws_optlab_noise_normal": draws_epoch(noise.normal, steps, draw_shape),
-        "draws_from_jax_threefry_words": draws_epoch(normal_from_jax_words, steps, draw_shape),
         "draws_threefry_hashes_only": draws_epoch(threefry_hashes_only, steps, draw_shape),
     }
     first = {name: timed(run)[0] for name, run in variants.items()}  # compiles
@@ -151,7 +125,6 @@ def main() -> None:
         "ratio_noisy_over_fused": round(paired("noisy", "fused"), 3),
         "ratio_clean_over_fused": round(paired("clean", "fused"), 3),
         "ratio_noisy_over_clean": round(paired("noisy", "clean"), 3),
-        "ratio_noisy_over_noisy_words": round(paired("noisy", "noisy_words"), 3),
         "noise_share_of_noisy_epoch": round(noise_share, 3),
         "draws_share_of_clean_epoch": {name.removeprefix("draws_"): round(paired(name, "clean"), 3)
                                        for name in variants if name.startswith("draws_")},
