@@ -4,13 +4,16 @@ hand-fused no-noise reference, as ratios; prints JSON.
 The variants are those of benchmarks/epoch_speed.py (the lecture network 784-225-225-10, Adam at η = 1e-3
 with the anneal schedule, minibatches of 100, synthetic MNIST-shaped uint8 data):
 
-  noisy   `optlab run mnist` as it runs by default: σ = 0.3, fresh N(0, σ²) per pixel per step
-  clean   the same with `--input-noise 0`
-  fused   the hand-fused reference: one jitted lax.scan with optax.adam, no noise, nothing else
+  noisy     `optlab run mnist` as it runs by default: σ = 0.3, fresh N(0, σ²) per pixel per step
+  unhashed  a measuring device, not noise: the same epoch with the table's levels taken from a counter
+            instead of threefry, so that only the lookups and the adding cost (`lookups_share`)
+  clean     the same with `--input-noise 0`
+  fused     the hand-fused reference: one jitted lax.scan with optax.adam, no noise, nothing else
 
 Each variant compiles in a warm-up epoch; then `--repeats` × `--epochs` epochs of each are timed round-robin
 (who goes first rotating), and reported are the median epoch times and the medians of slot-by-slot ratios.
-`noise_share` is (noisy − clean) / noisy: the fraction of the default epoch that the noise costs.
+`noise_share` is (noisy − clean) / noisy: the fraction of the default epoch that the noise costs;
+`lookups_share` is (unhashed − clean) / unhashed, what any draw through the table costs before its bits.
 
 Beside the epochs, an epoch's draws alone (one jitted lax.scan of 600 draws of 100 × 784, summed) are timed
 round-robin with them, for three generators: `jax.random.normal` (what optlab drew before), optlab's
@@ -54,6 +57,24 @@ def draws_epoch(draw, steps: int, shape: tuple[int, int]):
     return lambda: epoch(key).block_until_ready()
 
 
+def unhashed_levels(key, shape, dtype=jnp.float32):
+    """noise.normal's table looked up at levels that cost nothing to make (a Weyl sequence from the key):
+    not noise, only the price of the lookups."""
+    size = math.prod(shape)
+    levels = (jax.lax.iota(jnp.uint32, size) * jnp.uint32(2654435761) + jax.random.key_data(key)[0]) >> 16
+    return jnp.asarray(noise.quantiles())[levels.reshape(shape)].astype(dtype)
+
+
+def compiled_with(draw, run_epoch):
+    """`run_epoch`, compiled (by one call) while mlp's input noise is drawn by `draw` instead of noise.normal."""
+    saved, noise.normal = noise.normal, draw
+    try:
+        run_epoch()
+    finally:
+        noise.normal = saved
+    return run_epoch
+
+
 def threefry_hashes_only(key, shape):
     """The threefry words noise.normal draws for `shape`, turned into floats but into no normal."""
     words = threefry_2x32(jax.random.key_data(key), jax.lax.iota(jnp.uint32, -(-math.prod(shape) // 2)))
@@ -81,9 +102,14 @@ def main() -> None:
 
     total = 1 + args.epochs * args.repeats
     common = (images, labels)
+
+    def noisy():  # one epoch more in its schedule: compiled_with runs one
+        return optlab_variant(*common, fresh_params(), args.n_train, args.batch_size, 1e-3, total + 1, args.seed,
+                              input_noise=args.sigma)[0]
+
     variants = {
-        "noisy": optlab_variant(*common, fresh_params(), args.n_train, args.batch_size, 1e-3, total, args.seed,
-                                input_noise=args.sigma)[0],
+        "noisy": noisy(),
+        "unhashed": compiled_with(unhashed_levels, noisy()),
         "clean": optlab_variant(*common, fresh_params(), args.n_train, args.batch_size, 1e-3, total, args.seed)[0],
         "fused": fused_variant(*common, fresh_params(), args.n_train, args.batch_size, 1e-3, args.seed),
     }
@@ -105,7 +131,10 @@ def main() -> None:
     def paired(a: str, b: str) -> float:
         return statistics.median(x / y for x, y in zip(times[a], times[b]))
 
-    noise_share = statistics.median((n - c) / n for n, c in zip(times["noisy"], times["clean"]))
+    def share(a: str) -> float:
+        return statistics.median((n - c) / n for n, c in zip(times[a], times["clean"]))
+
+    noise_share = share("noisy")
     report = {
         "benchmark": "noise_speed",
         "backend": jax.default_backend(),
@@ -126,6 +155,7 @@ def main() -> None:
         "ratio_clean_over_fused": round(paired("clean", "fused"), 3),
         "ratio_noisy_over_clean": round(paired("noisy", "clean"), 3),
         "noise_share_of_noisy_epoch": round(noise_share, 3),
+        "lookups_share_of_unhashed_epoch": round(share("unhashed"), 3),
         "draws_share_of_clean_epoch": {name.removeprefix("draws_"): round(paired(name, "clean"), 3)
                                        for name in variants if name.startswith("draws_")},
         "bar_noisy_within_15pct_of_fused": paired("noisy", "fused") <= 1.15,

@@ -91,16 +91,18 @@ def test_the_four_draws_of_one_hash_are_independent():
             assert abs(r) < 5 / math.sqrt(m // 2), (a, b, r)
 
 
-def test_the_levels_are_the_halves_of_threefry_words():
+@pytest.mark.parametrize("size", [1, 2, 3, 5, 6, 99, 100, 78_400])
+def test_the_levels_are_the_halves_of_threefry_words(size):
     """Draws 2i and 2i + 1 are the levels given by the high and the low 16 bits of word i of the key's
-    threefry2x32 stream (jax.extend.random.threefry_2x32 over the counters 0 … m − 1), each bit used once."""
+    threefry2x32 stream (jax.extend.random.threefry_2x32 over the counters 0 … m − 1, m = ⌈size/2⌉), each
+    bit used once; odd m and odd sizes included."""
     from jax.extend.random import threefry_2x32
 
     key = jax.random.key(10)
-    words = np.asarray(threefry_2x32(jax.random.key_data(key), jnp.arange(50, dtype=jnp.uint32)))
-    k = levels_of(np.asarray(noise.normal(key, (100,))))
+    words = np.asarray(threefry_2x32(jax.random.key_data(key), jnp.arange(-(-size // 2), dtype=jnp.uint32)))
+    k = levels_of(np.asarray(noise.normal(key, (size,))))
     np.testing.assert_array_equal(k[0::2], words >> 16)
-    np.testing.assert_array_equal(k[1::2], words & 0xFFFF)
+    np.testing.assert_array_equal(k[1::2], (words & 0xFFFF)[: size // 2])
 
 
 def test_a_key_always_gives_the_same_draws_and_other_keys_others():
