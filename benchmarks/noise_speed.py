@@ -17,8 +17,9 @@ Each variant compiles in a warm-up epoch; then `--repeats` × `--epochs` epochs 
 
 Beside the epochs, an epoch's draws alone (one jitted lax.scan of 600 draws of 100 × 784, summed) are timed
 round-robin with them, for three generators: `jax.random.normal` (what optlab drew before), optlab's
-`noise.normal` (four 16-bit quantiles per threefry hash), and the threefry hashes `noise.normal` needs with
-no normal made of them — the floor for any threefry-based draw at 16 bits a number.
+`noise.normal` (four 16-bit quantiles per threefry hash), and the threefry words `noise.normal` needs with
+no normal made of them: jax's threefry_2x32 as XLA:CPU compiles it, which computes the rounds of a hash
+once for each of its two words (README, Speed: "The input noise").
 
     python benchmarks/noise_speed.py                    # 60,000 images
     python benchmarks/noise_speed.py --n-train 10000 --epochs 3 --repeats 2
