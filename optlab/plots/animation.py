@@ -31,7 +31,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import LogLocator
 from PIL import Image
 
-from optlab.plots._base import UnicodeLogFormatter, floats, masked, plain_log_labels
+from optlab.plots._base import floats, masked, plain_log_labels
 from optlab.plots.training import _CRITICAL_STYLE, HALO, _clean_trajectory, _landscape_bounds, _log_levels
 from optlab.results import write_atomic
 
@@ -150,7 +150,6 @@ def scene(loss_grid: Callable[[np.ndarray, np.ndarray], np.ndarray], racers: Seq
         lx.set(yscale="log", xlim=(0, max(length - 1, 1)), ylim=(lo / 3, hi * 3), xlabel="step",
                ylabel=f"C − C* (C* = {minimum_loss:.4g})")
         lx.yaxis.set_major_locator(LogLocator())
-        lx.yaxis.set_major_formatter(UnicodeLogFormatter())
         lx.grid(True, alpha=0.3)
         for i, g in enumerate(gaps):
             curve, = lx.plot([], [], "-", color=_marker_colour(i), lw=1.6)

@@ -46,9 +46,7 @@ def normal(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Arr
         return jax.random.normal(key, shape, dtype)
     size = math.prod(shape)
     words = threefry_2x32(jax.random.key_data(key), jax.lax.iota(jnp.uint32, -(-size // 2)))
-    levels = jnp.stack([words >> 16, words & 0xFFFF], axis=-1).reshape(-1)
-    if levels.size != size:
-        levels = levels[:size]
+    levels = jnp.stack([words >> 16, words & 0xFFFF], axis=-1).reshape(-1)[:size]  # an odd size drops one
     return jnp.asarray(quantiles())[levels.reshape(shape)].astype(dtype)
 
 

@@ -74,13 +74,15 @@ def labels(rows: Sequence[Row]) -> list[str]:
         candidates = sorted({k for c in configs for k in c} - skip,
                             key=lambda k: (-len({repr(c.get(k)) for c in configs}), k))
         chosen: list[str] = []
+        told_apart = 1  # distinct label tails so far
         for key in candidates:  # greedy: the key with most distinct values first, if it tells more apart
-            if len(set(_values(configs, chosen))) == len(configs):
+            if told_apart == len(configs):
                 break
-            if len(set(_values(configs, [*chosen, key]))) > len(set(_values(configs, chosen))):
-                chosen.append(key)
-        same = Counter(_values(configs, chosen))
-        for i, c, v in zip(clash, configs, _values(configs, chosen)):
+            if (told := len(set(_values(configs, [*chosen, key])))) > told_apart:
+                chosen, told_apart = [*chosen, key], told
+        values = _values(configs, chosen)
+        same = Counter(values)
+        for i, c, v in zip(clash, configs, values):
             extra[i] = [f"{k}={_short(c.get(k))}" for k in chosen]
             if same[v] > 1:
                 extra[i].append(f"({rows[i].runs[0].path.name})")
